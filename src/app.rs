@@ -1,0 +1,230 @@
+//! `printbell serve`: wires the store, the delivery workers and the HTTP server together, and
+//! handles signals (SIGTERM/SIGINT: graceful stop; SIGHUP: reload) and housekeeping.
+
+use crate::delivery::Workers;
+use crate::loaded::{Live, Loaded};
+use crate::server::{self, AppState};
+use crate::store::{now_ms, schema, Store};
+use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long in-flight posts may take to finish after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
+/// A running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub store: Store,
+    pub live: Live,
+    pub workers: Workers,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+async fn bind(
+    listen: &str,
+    what: &str,
+) -> Result<(poem::listener::BoxAcceptor, SocketAddr), String> {
+    let acceptor = TcpListener::bind(listen.to_string())
+        .into_acceptor()
+        .await
+        .map_err(|e| format!("cannot listen on {listen} ({what}): {e}"))?;
+    let addr = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| format!("cannot tell the address bound for {listen}"))?;
+    Ok((acceptor.boxed(), addr))
+}
+
+/// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
+pub async fn start(loaded: Loaded) -> Result<Running, String> {
+    let config = &loaded.config;
+    let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let listen = config.server.listen.clone();
+    let metrics_listen = config.server.metrics_listen.clone();
+    let webhook_path = config.server.webhook_path.clone();
+    let retention = config.store.retention;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let live = Live::new(loaded);
+    let workers = Workers::start(store.clone(), live.clone(), shutdown_rx.clone()).await?;
+    let state = Arc::new(AppState {
+        live: live.clone(),
+        store: store.clone(),
+        workers: workers.clone(),
+    });
+    server::ops::recorder();
+
+    let mut servers = Vec::new();
+    let (acceptor, addr) = bind(&listen, "server.listen").await?;
+    let app = server::app(state.clone(), &webhook_path, metrics_listen.is_none());
+    servers.push(spawn_server(acceptor, app, shutdown_rx.clone()));
+    let mut metrics_addr = None;
+    if let Some(m) = &metrics_listen {
+        let (acceptor, maddr) = bind(m, "server.metrics_listen").await?;
+        metrics_addr = Some(maddr);
+        servers.push(spawn_server(
+            acceptor,
+            server::metrics_app(state),
+            shutdown_rx.clone(),
+        ));
+    }
+    tokio::spawn(housekeeping(store.clone(), retention, shutdown_rx));
+    tracing::info!(%addr, webhook_path = %webhook_path, store = %store.path().display(), "printbell is listening");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        store,
+        live,
+        workers,
+        shutdown,
+        servers,
+    })
+}
+
+fn spawn_server(
+    acceptor: poem::listener::BoxAcceptor,
+    app: impl poem::Endpoint + 'static,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .idle_timeout(Duration::from_secs(60))
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+    })
+}
+
+/// Purges done deliveries and old event ids every hour (and once at start).
+async fn housekeeping(store: Store, retention: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let before = now_ms() - retention.as_millis() as i64;
+        match store
+            .run_patiently(move |c| schema::purge(c, before, false))
+            .await
+        {
+            Ok((d, e)) if d + e > 0 => {
+                tracing::info!(
+                    deliveries = d,
+                    events = e,
+                    "purged records older than the retention period"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight posts finish (bounded), and returns whether everything
+    /// finished within the grace period.
+    pub async fn stop(self) -> bool {
+        let _ = self.shutdown.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        self.workers.join(SHUTDOWN_GRACE).await
+    }
+
+    /// Re-reads the config; a valid one takes effect for new events, an invalid one is refused
+    /// with every problem logged. Returns whether it was applied.
+    pub fn reload(&self, path: &Path) -> bool {
+        match Loaded::from_file(path) {
+            Ok(new) => {
+                let old = self.live.get();
+                if new.config.server.listen != old.config.server.listen
+                    || new.config.store.path != old.config.store.path
+                    || new.config.server.webhook_path != old.config.server.webhook_path
+                    || new.config.server.metrics_listen != old.config.server.metrics_listen
+                {
+                    tracing::warn!("server.listen, server.webhook_path, server.metrics_listen and store.path changes take effect only after a restart");
+                }
+                for w in &new.config.warnings {
+                    tracing::warn!("{w}");
+                }
+                let names: Vec<String> = new.config.destinations.keys().cloned().collect();
+                let removed: Vec<String> = old
+                    .config
+                    .destinations
+                    .keys()
+                    .filter(|k| !new.config.destinations.contains_key(*k))
+                    .cloned()
+                    .collect();
+                self.live.set(new);
+                for n in names.iter().chain(removed.iter()) {
+                    self.workers.wake(n);
+                }
+                tracing::info!(destinations = names.len(), "config reloaded");
+                true
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    tracing::error!(problem = %p, "config reload refused; the running config stays");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT; SIGHUP reloads `config_path`.
+pub async fn serve(config_path: &Path, loaded: Loaded) -> Result<(), String> {
+    let running = start(loaded).await?;
+    wait_for_signals(&running, config_path).await?;
+    tracing::info!("stopping: no new events; finishing in-flight deliveries");
+    if running.stop().await {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!(
+            "some deliveries were still in flight; they will be sent after the next start"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &Running, config_path: &Path) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mk = |k: SignalKind| signal(k).map_err(|e| format!("cannot listen for signals: {e}"));
+    let mut term = mk(SignalKind::terminate())?;
+    let mut int = mk(SignalKind::interrupt())?;
+    let mut hup = mk(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
+                running.reload(config_path);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_running: &Running, _config_path: &Path) -> Result<(), String> {
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot listen for signals: {e}"))
+}

@@ -1,0 +1,68 @@
+//! `printbell check`: validate the config and say what it sets up. Webhook URLs are shown
+//! redacted (scheme and host only).
+
+use super::{CommandResult, Failure};
+use crate::config::redact_url;
+use crate::loaded::Loaded;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(path: &Path, out: &mut dyn Write) -> CommandResult {
+    let loaded = Loaded::from_file(path).map_err(|e| {
+        let n = e.problems.len();
+        Failure::invalid(format!(
+            "{e}\n{} is invalid: {n} problem{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ))
+    })?;
+    let c = &loaded.config;
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
+    };
+    w(out, format!("{} is valid.", path.display()))?;
+    w(
+        out,
+        format!(
+            "listening on {}, webhook path {}, secret {}; store {}",
+            c.server.listen,
+            c.server.webhook_path,
+            if c.server.secret.is_some() {
+                "set"
+            } else {
+                "not set"
+            },
+            c.store.path.display()
+        ),
+    )?;
+    w(out, format!("{} destination(s):", c.destinations.len()))?;
+    for d in c.destinations.values() {
+        let url = d
+            .url
+            .as_ref()
+            .map(redact_url)
+            .unwrap_or_else(|| "stdout".into());
+        w(out, format!("  {} ({}) → {url}", d.name, d.kind.as_str()))?;
+    }
+    w(out, format!("{} route(s):", c.routes.len()))?;
+    for r in &c.routes {
+        let tags = match (&r.tags, r.untagged) {
+            (_, true) => "untagged generations".to_string(),
+            (Some(t), _) if !t.is_empty() => format!("tags any of [{}]", t.join(", ")),
+            _ => "any tags".to_string(),
+        };
+        w(
+            out,
+            format!(
+                "  {}: {tags}, events [{}] → {}",
+                r.label(),
+                r.events.join(", "),
+                r.to.join(", ")
+            ),
+        )?;
+    }
+    for warning in &c.warnings {
+        w(out, format!("warning: {warning}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Subcommands other than `serve`. Each returns `Ok(())` or a [`Failure`] whose exit code
+//! follows SPEC §1: 1 for invalid input or config, 2 for a runtime failure.
+
+pub mod check;
+pub mod deliveries;
+pub mod healthcheck;
+pub mod preview;
+
+use crate::config::ConfigError;
+use crate::loaded::Loaded;
+use std::path::Path;
+
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+    pub fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        let n = e.problems.len();
+        Failure::invalid(format!(
+            "{e}\n{n} problem{} found; `printbell check` lists them again",
+            if n == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+pub type CommandResult = Result<(), Failure>;
+
+/// Loads the config, turning problems into an exit-code-1 failure.
+pub fn load(path: &Path) -> Result<Loaded, Failure> {
+    Loaded::from_file(path).map_err(Failure::from)
+}

@@ -1,0 +1,56 @@
+//! `printbell preview`: which destinations an event reaches and the exact JSON body each
+//! would receive. No network, no store.
+
+use super::{load, CommandResult, Failure};
+use crate::{event, routing, samples};
+use std::io::Write;
+use std::path::Path;
+
+/// `event` is a file path or an event type (built-in sample).
+pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult {
+    let loaded = load(config)?;
+    let body: Vec<u8> = match samples::sample(event_arg) {
+        Some(s) => s.as_bytes().to_vec(),
+        None => std::fs::read(event_arg).map_err(|e| {
+            Failure::invalid(format!(
+                "--event {event_arg}: not an event type ({}) and not a readable file ({e})",
+                event::EVENT_TYPES.join(", ")
+            ))
+        })?,
+    };
+    let ev =
+        event::parse(&body).map_err(|e| Failure::invalid(format!("--event {event_arg}: {e}")))?;
+    let targets = routing::route(&loaded.config, &ev);
+    let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
+    let tags = if ev.generation.tags.is_empty() {
+        "no tags".to_string()
+    } else {
+        format!("tags: {}", ev.generation.tags.join(", "))
+    };
+    writeln!(
+        out,
+        "{} {} ({tags}) → {} destination(s)",
+        ev.event_type,
+        ev.id,
+        targets.len()
+    )
+    .map_err(io)?;
+    for t in &targets {
+        let Some(r) = loaded.renderer.render(&loaded.config, t, &ev) else {
+            continue;
+        };
+        let pretty =
+            serde_json::to_string_pretty(&r.body).map_err(|e| Failure::runtime(e.to_string()))?;
+        writeln!(
+            out,
+            "\n== {} ({}) ==\n{pretty}",
+            r.destination,
+            r.kind.as_str()
+        )
+        .map_err(io)?;
+        for w in &r.warnings {
+            writeln!(out, "warning: {w}").map_err(io)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,766 @@
+//! `notifier.toml`: parsing, `${VAR}` expansion, and validation into a [`Config`].
+//!
+//! Loading never stops at the first mistake when it can go on: every problem found is
+//! returned at once, each with its file, line and column, so `printbell check` lists them all.
+//! Serde syntax errors (bad TOML, unknown keys) are the exception: they end parsing.
+
+mod problems;
+mod raw;
+
+pub use problems::{line_col, nearest, ConfigError, Problem, Problems};
+
+use crate::event::EVENT_TYPES;
+use raw::{RawConfig, RawKind, RawTemplate, SString};
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/all-images";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
+    pub destinations: BTreeMap<String, Destination>,
+    pub routes: Vec<Route>,
+    /// Global overrides, by event type.
+    pub templates: BTreeMap<String, TemplateSource>,
+    /// Warnings that do not stop the service (shown by `check` and logged at start).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub webhook_path: String,
+    pub secret: Option<String>,
+    pub max_body_bytes: u64,
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// How long done deliveries and seen event ids are kept.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Slack,
+    Discord,
+    Console,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Slack => "slack",
+            Kind::Discord => "discord",
+            Kind::Console => "console",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "slack" => Some(Kind::Slack),
+            "discord" => Some(Kind::Discord),
+            "console" => Some(Kind::Console),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Destination {
+    pub name: String,
+    pub kind: Kind,
+    /// The webhook URL (a secret: never log it; use [`redact_url`]). `None` for console.
+    pub url: Option<Url>,
+    pub username: Option<String>,
+    pub avatar_url: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_ref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Who a route pings. Built only from config, never from event data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mention {
+    User(String),
+    Role(String),
+    Group(String),
+    Here,
+    Channel,
+    Everyone,
+}
+
+impl Mention {
+    fn parse(s: &str) -> Result<Mention, String> {
+        let id_ok = |id: &str| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
+        let (kind, id) = match s.split_once(':') {
+            Some((k, id)) => (k, Some(id)),
+            None => (s, None),
+        };
+        match (kind, id) {
+            ("here", None) => Ok(Mention::Here),
+            ("channel", None) => Ok(Mention::Channel),
+            ("everyone", None) => Ok(Mention::Everyone),
+            ("user" | "role" | "group", Some(id)) if id_ok(id) => Ok(match kind {
+                "user" => Mention::User(id.to_string()),
+                "role" => Mention::Role(id.to_string()),
+                _ => Mention::Group(id.to_string()),
+            }),
+            ("user" | "role" | "group", _) => Err(format!(
+                "mention `{s}` needs an id of letters and digits, like `{kind}:123456789012345678`"
+            )),
+            _ => Err(format!(
+                "unknown mention `{s}`; expected user:ID, role:ID, group:ID, here, channel or everyone"
+            )),
+        }
+    }
+
+    /// Whether the platform has this kind of mention.
+    pub fn supported_on(&self, kind: Kind) -> bool {
+        !matches!(
+            (self, kind),
+            (Mention::Role(_), Kind::Slack) | (Mention::Group(_), Kind::Discord)
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, from 1; used in messages ("route 2").
+    pub number: usize,
+    pub name: Option<String>,
+    /// Lower-cased; `None` = any tags.
+    pub tags: Option<Vec<String>>,
+    pub untagged: bool,
+    pub events: Vec<String>,
+    pub to: Vec<String>,
+    pub mention: Vec<Mention>,
+    pub templates: BTreeMap<String, TemplateSource>,
+}
+
+impl Route {
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("route {} ({n})", self.number),
+            None => format!("route {}", self.number),
+        }
+    }
+}
+
+/// Template text for one event type, with the config line each field starts on.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSource {
+    pub title: Option<(String, usize)>,
+    pub text: Option<(String, usize)>,
+}
+
+/// Shows scheme and host only: the path of a webhook URL is its token.
+pub fn redact_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(p) => format!("{}://{host}:{p}/…", url.scheme()),
+        None => format!("{}://{host}/…", url.scheme()),
+    }
+}
+
+/// Where the config comes from when `--config` is not given.
+pub fn default_path() -> PathBuf {
+    std::env::var_os("PRINTBELL_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("notifier.toml"))
+}
+
+/// Reads and validates a config file, reporting every problem found.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    parse(path, &source, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `env` looks up `${VAR}` values (the process environment in `load`).
+pub fn parse(
+    file: &Path,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Problems::new(file, source);
+    let raw: RawConfig = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.at(e.span(), problems::explain_serde_message(e.message()));
+            return Err(ConfigError {
+                problems: problems.list,
+            });
+        }
+    };
+    let mut v = Validator {
+        p: problems,
+        env,
+        base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        warnings: Vec::new(),
+    };
+    let config = v.config(file, raw);
+    v.p.into_result()?;
+    Ok(config)
+}
+
+struct Validator<'a> {
+    p: Problems<'a>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
+    fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
+        let raw = s.get_ref();
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw.as_str();
+        let mut ok = true;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            if let Some(stripped) = after.strip_prefix('$') {
+                out.push('$');
+                rest = stripped;
+            } else if let Some(body) = after.strip_prefix('{') {
+                match body.find('}') {
+                    Some(end) => {
+                        let name = &body[..end];
+                        match (self.env)(name) {
+                            Some(value) => out.push_str(&value),
+                            None => {
+                                self.p.at(
+                                    Some(s.span()),
+                                    format!("`{key}` uses the environment variable {name}, which is not set"),
+                                );
+                                ok = false;
+                            }
+                        }
+                        rest = &body[end + 1..];
+                    }
+                    None => {
+                        self.p.at(
+                            Some(s.span()),
+                            format!("`{key}` has `${{` without a closing `}}`"),
+                        );
+                        return None;
+                    }
+                }
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+
+    fn duration(&mut self, s: &Option<SString>, key: &str, default: Duration) -> Duration {
+        let Some(s) = s else { return default };
+        let Some(text) = self.expand(s, key) else {
+            return default;
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.p
+                    .at(Some(s.span()), format!("`{key}` must be longer than zero"));
+                default
+            }
+            Err(e) => {
+                self.p.at(
+                    Some(s.span()),
+                    format!("`{key}` = \"{text}\" is not a duration ({e}); write e.g. \"10s\", \"5m\", \"24h\", \"7d\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn config(&mut self, file: &Path, raw: RawConfig) -> Config {
+        let server = self.server(&raw.server);
+        let store = StoreConfig {
+            path: raw
+                .store
+                .path
+                .as_ref()
+                .and_then(|s| self.expand(s, "store.path"))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("printbell.db")),
+            retention: self.duration(
+                &raw.store.retention,
+                "store.retention",
+                Duration::from_secs(7 * 24 * 3600),
+            ),
+        };
+        let defaults = DeliveryConfig::default();
+        let max_attempts = match &raw.delivery.max_attempts {
+            Some(n) if (1..=1000).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                self.p.at(
+                    Some(n.span()),
+                    "`delivery.max_attempts` must be between 1 and 1000",
+                );
+                defaults.max_attempts
+            }
+            None => defaults.max_attempts,
+        };
+        let delivery = DeliveryConfig {
+            timeout: self.duration(&raw.delivery.timeout, "delivery.timeout", defaults.timeout),
+            max_attempts,
+            max_age: self.duration(&raw.delivery.max_age, "delivery.max_age", defaults.max_age),
+        };
+
+        let mut destinations = BTreeMap::new();
+        for (name, d) in &raw.destinations {
+            if let Some(dest) = self.destination(name, d) {
+                destinations.insert(name.clone(), dest);
+            }
+        }
+        let templates = self.templates(&raw.templates, "templates");
+        let routes = raw
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.route(i + 1, r, &destinations))
+            .collect();
+        if server.secret.is_none() && !is_loopback_listen(&server.listen) {
+            self.warnings.push(format!(
+                "server.secret is not set while server.listen = \"{}\" is reachable from other machines: anyone who can reach it can post events",
+                server.listen
+            ));
+        }
+        Config {
+            file: file.to_path_buf(),
+            server,
+            store,
+            delivery,
+            destinations,
+            routes,
+            templates,
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+
+    fn server(&mut self, raw: &raw::RawServer) -> ServerConfig {
+        let listen = match std::env::var("PRINTBELL_LISTEN")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            Some(l) => l,
+            None => raw
+                .listen
+                .as_ref()
+                .and_then(|s| self.expand(s, "server.listen"))
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        };
+        if listen.parse::<std::net::SocketAddr>().is_err()
+            && !listen
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            let span = raw.listen.as_ref().map(|s| s.span());
+            self.p.at(
+                span,
+                format!("`server.listen` = \"{listen}\" is not an address like \"0.0.0.0:8080\""),
+            );
+        }
+        let webhook_path = raw
+            .webhook_path
+            .as_ref()
+            .and_then(|s| self.expand(s, "server.webhook_path"))
+            .unwrap_or_else(|| DEFAULT_WEBHOOK_PATH.to_string());
+        if !webhook_path.starts_with('/') {
+            let span = raw.webhook_path.as_ref().map(|s| s.span());
+            self.p.at(span, "`server.webhook_path` must start with `/`");
+        }
+        let secret = match &raw.secret {
+            Some(s) => match self.expand(s, "server.secret") {
+                Some(v) if v.is_empty() => {
+                    self.p.at(
+                        Some(s.span()),
+                        "`server.secret` is empty; set it or remove the key to accept unauthenticated events",
+                    );
+                    None
+                }
+                v => v,
+            },
+            None => None,
+        };
+        let max_body_bytes = match &raw.max_body_bytes {
+            Some(n) if *n.get_ref() >= 1024 => *n.get_ref() as u64,
+            Some(n) => {
+                self.p.at(
+                    Some(n.span()),
+                    "`server.max_body_bytes` must be at least 1024",
+                );
+                DEFAULT_MAX_BODY_BYTES
+            }
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+        let metrics_listen = raw
+            .metrics_listen
+            .as_ref()
+            .and_then(|s| self.expand(s, "server.metrics_listen"));
+        ServerConfig {
+            listen,
+            webhook_path,
+            secret,
+            max_body_bytes,
+            metrics_listen,
+        }
+    }
+
+    fn destination(
+        &mut self,
+        name: &str,
+        d: &toml::Spanned<raw::RawDestination>,
+    ) -> Option<Destination> {
+        let span = Some(d.span());
+        let d = d.get_ref();
+        let kind = match d.kind.get_ref() {
+            RawKind::Slack => Kind::Slack,
+            RawKind::Discord => Kind::Discord,
+            RawKind::Console => Kind::Console,
+        };
+        let key = |k: &str| format!("destinations.{name}.{k}");
+        for (field, value) in [
+            ("username", &d.username),
+            ("avatar_url", &d.avatar_url),
+            ("thread_id", &d.thread_id),
+        ] {
+            if let (Some(v), false) = (value, kind == Kind::Discord) {
+                self.p.at(
+                    Some(v.span()),
+                    format!("`{}` is only for Discord destinations", key(field)),
+                );
+            }
+        }
+        let url_text = match (kind, &d.url, &d.url_file) {
+            (Kind::Console, None, None) => None,
+            (Kind::Console, Some(s), _) | (Kind::Console, None, Some(s)) => {
+                self.p.at(
+                    Some(s.span()),
+                    format!("console destination `{name}` takes no url"),
+                );
+                None
+            }
+            (_, Some(u), Some(_)) => {
+                self.p.at(
+                    Some(u.span()),
+                    format!("destination `{name}` has both `url` and `url_file`; keep one"),
+                );
+                None
+            }
+            (_, Some(u), None) => self.expand(u, &key("url")).map(|t| (t, u.span())),
+            (_, None, Some(f)) => {
+                let path = self.expand(f, &key("url_file"))?;
+                let full = self.base.join(&path);
+                match std::fs::read_to_string(&full) {
+                    Ok(text) => Some((text.trim().to_string(), f.span())),
+                    Err(e) => {
+                        self.p.at(
+                            Some(f.span()),
+                            format!("`{}`: cannot read {}: {e}", key("url_file"), full.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (_, None, None) => {
+                self.p.at(
+                    span,
+                    format!("destination `{name}` needs `url` or `url_file`"),
+                );
+                return None;
+            }
+        };
+        let url = match url_text {
+            Some((text, span)) => match parse_webhook_url(kind, &text) {
+                Ok(u) => Some(u),
+                Err(why) => {
+                    self.p.at(
+                        Some(span),
+                        format!("`{}` is not a usable webhook URL: {why}", key("url")),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if kind != Kind::Console && url.is_none() {
+            return None;
+        }
+        let username = d
+            .username
+            .as_ref()
+            .and_then(|s| self.expand(s, &key("username")));
+        if let (Some(u), Some(s)) = (&username, &d.username) {
+            let n = u.chars().count();
+            let lower = u.to_lowercase();
+            if !(1..=80).contains(&n) || lower.contains("clyde") || lower.contains("discord") {
+                self.p.at(
+                    Some(s.span()),
+                    format!("`{}` must be 1 to 80 characters and may not contain \"clyde\" or \"discord\"", key("username")),
+                );
+            }
+        }
+        let avatar_url = d
+            .avatar_url
+            .as_ref()
+            .and_then(|s| self.expand(s, &key("avatar_url")));
+        if let (Some(a), Some(s)) = (&avatar_url, &d.avatar_url) {
+            if !is_http_url(a) || a.len() > 2048 {
+                self.p.at(
+                    Some(s.span()),
+                    format!(
+                        "`{}` must be an http(s) URL of at most 2048 characters",
+                        key("avatar_url")
+                    ),
+                );
+            }
+        }
+        let thread_id = d
+            .thread_id
+            .as_ref()
+            .and_then(|s| self.expand(s, &key("thread_id")));
+        if let (Some(t), Some(s)) = (&thread_id, &d.thread_id) {
+            if t.is_empty() || !t.chars().all(|c| c.is_ascii_digit()) {
+                self.p.at(
+                    Some(s.span()),
+                    format!("`{}` must be a Discord id (digits)", key("thread_id")),
+                );
+            }
+        }
+        Some(Destination {
+            name: name.to_string(),
+            kind,
+            url,
+            username,
+            avatar_url,
+            thread_id,
+        })
+    }
+
+    fn event_type(&mut self, s: &SString, what: &str) -> Option<String> {
+        let t = s.get_ref().as_str();
+        if EVENT_TYPES.contains(&t) {
+            return Some(t.to_string());
+        }
+        let hint = match nearest(t, EVENT_TYPES) {
+            Some(best) => format!("; did you mean `{best}`?"),
+            None => format!("; expected one of: {}", EVENT_TYPES.join(", ")),
+        };
+        self.p.at(
+            Some(s.span()),
+            format!("{what}: unknown event type `{t}`{hint}"),
+        );
+        None
+    }
+
+    fn templates(
+        &mut self,
+        raw: &BTreeMap<toml::Spanned<String>, RawTemplate>,
+        where_: &str,
+    ) -> BTreeMap<String, TemplateSource> {
+        let mut out = BTreeMap::new();
+        for (ty, t) in raw {
+            let Some(ty) = self.event_type(ty, where_) else {
+                continue;
+            };
+            let mut field = |s: &Option<SString>, name: &str| {
+                s.as_ref().and_then(|s| {
+                    let line = self.p.line_of(s.span().start);
+                    self.expand(s, &format!("{where_}.\"{ty}\".{name}"))
+                        .map(|v| (v, line))
+                })
+            };
+            let src = TemplateSource {
+                title: field(&t.title, "title"),
+                text: field(&t.text, "text"),
+            };
+            out.insert(ty, src);
+        }
+        out
+    }
+
+    fn route(
+        &mut self,
+        number: usize,
+        r: &toml::Spanned<raw::RawRoute>,
+        destinations: &BTreeMap<String, Destination>,
+    ) -> Option<Route> {
+        let route_span = r.span();
+        let r = r.get_ref();
+        let label = format!("route {number}");
+        let tags = r.tags.as_ref().map(|tags| {
+            tags.iter()
+                .map(|t| t.get_ref().trim().to_lowercase())
+                .collect::<Vec<_>>()
+        });
+        let untagged = r.untagged.unwrap_or(false);
+        if untagged && tags.as_ref().is_some_and(|t| !t.is_empty()) {
+            self.p.at(
+                Some(route_span.clone()),
+                format!("{label} has both `tags` and `untagged = true`, which can never both match; keep one"),
+            );
+        }
+        let events = match &r.events {
+            Some(list) => {
+                if list.is_empty() {
+                    self.p.at(
+                        Some(route_span.clone()),
+                        format!("{label} has an empty `events` list, so it never matches; remove the key to match every event type"),
+                    );
+                }
+                list.iter()
+                    .filter_map(|e| self.event_type(e, &label))
+                    .collect()
+            }
+            None => EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
+        };
+        if r.to.get_ref().is_empty() {
+            self.p
+                .at(Some(r.to.span()), format!("{label} has an empty `to` list"));
+        }
+        let mut mention = Vec::new();
+        for m in &r.mention {
+            match Mention::parse(m.get_ref().trim()) {
+                Ok(parsed) => mention.push((parsed, m.span())),
+                Err(why) => self.p.at(Some(m.span()), format!("{label}: {why}")),
+            }
+        }
+        let mut to = Vec::new();
+        for dest in r.to.get_ref() {
+            let name = dest.get_ref();
+            match destinations.get(name) {
+                Some(d) => {
+                    for (m, span) in &mention {
+                        if !m.supported_on(d.kind) {
+                            self.p.at(
+                                Some(span.clone()),
+                                format!(
+                                    "{label}: mention `{}` does not exist on {} (destination `{name}`)",
+                                    mention_text(m),
+                                    d.kind.as_str()
+                                ),
+                            );
+                        }
+                    }
+                    to.push(name.clone());
+                }
+                None => {
+                    let hint = nearest(name, destinations.keys().map(|s| s.as_str()))
+                        .map(|b| format!("; did you mean `{b}`?"))
+                        .unwrap_or_default();
+                    self.p.at(
+                        Some(dest.span()),
+                        format!(
+                            "{label} sends to `{name}`, which is not a defined destination{hint}"
+                        ),
+                    );
+                }
+            }
+        }
+        let templates = self.templates(&r.templates, &format!("{label} templates"));
+        Some(Route {
+            number,
+            name: r.name.as_ref().map(|n| n.get_ref().clone()),
+            tags,
+            untagged,
+            events,
+            to,
+            mention: mention.into_iter().map(|(m, _)| m).collect(),
+            templates,
+        })
+    }
+}
+
+fn mention_text(m: &Mention) -> String {
+    match m {
+        Mention::User(id) => format!("user:{id}"),
+        Mention::Role(id) => format!("role:{id}"),
+        Mention::Group(id) => format!("group:{id}"),
+        Mention::Here => "here".into(),
+        Mention::Channel => "channel".into(),
+        Mention::Everyone => "everyone".into(),
+    }
+}
+
+pub fn is_http_url(s: &str) -> bool {
+    Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+fn is_loopback_listen(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen.starts_with("localhost:"),
+    }
+}
+
+/// Checks a webhook URL and applies the platform's URL rules (legacy Discord host).
+pub fn parse_webhook_url(kind: Kind, text: &str) -> Result<Url, String> {
+    let mut url = Url::parse(text.trim()).map_err(|e| format!("{e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme `{}` is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err("it has no host".into());
+    }
+    if kind == Kind::Discord {
+        if url.host_str() == Some("discordapp.com") {
+            // Legacy host: v10 is not served there and it has an extra global limit.
+            url.set_host(Some("discord.com"))
+                .map_err(|e| e.to_string())?;
+        }
+        if !url.path().contains("/webhooks/") {
+            return Err(
+                "a Discord webhook URL looks like https://discord.com/api/webhooks/ID/TOKEN".into(),
+            );
+        }
+    }
+    Ok(url)
+}

@@ -1,0 +1,91 @@
+//! The config file exactly as written: serde shapes with spans, before any validation.
+//!
+//! Every table denies unknown keys so a typo is an error, not a silently ignored setting.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type SString = Spanned<String>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub destinations: BTreeMap<String, Spanned<RawDestination>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub templates: BTreeMap<Spanned<String>, RawTemplate>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<SString>,
+    pub webhook_path: Option<SString>,
+    pub secret: Option<SString>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub metrics_listen: Option<SString>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: Option<SString>,
+    pub retention: Option<SString>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub timeout: Option<SString>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub max_age: Option<SString>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawKind {
+    Slack,
+    Discord,
+    Console,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub kind: Spanned<RawKind>,
+    pub url: Option<SString>,
+    pub url_file: Option<SString>,
+    pub username: Option<SString>,
+    pub avatar_url: Option<SString>,
+    pub thread_id: Option<SString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<SString>,
+    pub tags: Option<Vec<SString>>,
+    pub untagged: Option<bool>,
+    pub events: Option<Vec<SString>>,
+    pub to: Spanned<Vec<SString>>,
+    #[serde(default)]
+    pub mention: Vec<SString>,
+    #[serde(default)]
+    pub templates: BTreeMap<Spanned<String>, RawTemplate>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub title: Option<SString>,
+    pub text: Option<SString>,
+}

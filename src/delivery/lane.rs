@@ -1,0 +1,281 @@
+//! One destination's lane: take the oldest pending delivery, wait until it is due and the
+//! platform's limits allow, post it, record the outcome; repeat.
+//!
+//! The head of the lane blocks the rest (a delivery waiting for its retry holds back younger
+//! ones) because order per destination is part of the contract.
+
+use super::client::{self, Outcome, RateHeaders};
+use super::policy::{self, AfterFailure};
+use super::GlobalLimits;
+use crate::config::{Destination, Kind};
+use crate::loaded::Live;
+use crate::render::console;
+use crate::store::{now_ms, schema, Delivery, Store};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// How often an idle lane looks at the store anyway (picks up `deliveries retry` from the CLI).
+const POLL: Duration = Duration::from_secs(1);
+
+pub(super) struct Lane {
+    pub name: String,
+    pub store: Store,
+    pub live: Live,
+    pub client: reqwest::Client,
+    pub notify: Arc<Notify>,
+    pub shutdown: watch::Receiver<bool>,
+    pub global: GlobalLimits,
+}
+
+/// Client-side pacing so a healthy run never meets a 429.
+struct Pacing {
+    /// Slack: about one message per second, short bursts tolerated.
+    slack: DefaultDirectRateLimiter,
+    /// Discord: the bucket is empty until this instant (from X-RateLimit-* headers).
+    discord_blocked_until: Option<Instant>,
+}
+
+impl Pacing {
+    fn new() -> Pacing {
+        let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
+        Pacing {
+            slack: RateLimiter::direct(Quota::with_period(Duration::from_secs(1)).map_or_else(
+                || Quota::per_second(NonZeroU32::MIN),
+                |q| q.allow_burst(burst),
+            )),
+            discord_blocked_until: None,
+        }
+    }
+}
+
+impl Lane {
+    pub async fn run(mut self) {
+        let mut pacing = Pacing::new();
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            let name = self.name.clone();
+            let head = match self
+                .store
+                .run_patiently(move |c| schema::head(c, &name))
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(destination = %self.name, error = %e, "cannot read the queue");
+                    self.idle(POLL).await;
+                    continue;
+                }
+            };
+            let Some(delivery) = head else {
+                self.idle(POLL).await;
+                continue;
+            };
+            let loaded = self.live.get();
+            let Some(dest) = loaded.config.destinations.get(&self.name) else {
+                self.dead(
+                    &delivery,
+                    None,
+                    "destination removed from config".into(),
+                    false,
+                )
+                .await;
+                continue;
+            };
+            if dest.kind.as_str() != delivery.kind {
+                let why = format!(
+                    "destination is now a {} destination but the message was rendered for {}",
+                    dest.kind.as_str(),
+                    delivery.kind
+                );
+                self.dead(&delivery, None, why, false).await;
+                continue;
+            }
+            let now = now_ms();
+            if delivery.next_attempt_at > now {
+                let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
+                self.idle(wait.min(POLL)).await;
+                continue;
+            }
+            if let Some(wait) = self.pacing_wait(dest, &mut pacing) {
+                self.idle(wait.min(POLL)).await;
+                continue;
+            }
+            let dest = dest.clone();
+            drop(loaded);
+            self.attempt(&dest, delivery, &mut pacing).await;
+        }
+    }
+
+    /// Sleeps until `d` passes, new work is announced, or shutdown begins.
+    async fn idle(&mut self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.notify.notified() => {}
+            _ = self.shutdown.changed() => {}
+        }
+    }
+
+    fn pacing_wait(&self, dest: &Destination, pacing: &mut Pacing) -> Option<Duration> {
+        let now = Instant::now();
+        match dest.kind {
+            Kind::Slack => pacing.slack.check().err().map(|not_until| {
+                not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
+            }),
+            Kind::Discord => {
+                let host = host_of(dest);
+                let global = self
+                    .global
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.get(&host).copied())
+                    .filter(|t| *t > now);
+                let bucket = pacing.discord_blocked_until.filter(|t| *t > now);
+                global.max(bucket).map(|t| t - now)
+            }
+            Kind::Console => None,
+        }
+    }
+
+    async fn attempt(&mut self, dest: &Destination, d: Delivery, pacing: &mut Pacing) {
+        let attempt = d.attempts + 1;
+        let (outcome, rate) = if dest.kind == Kind::Console {
+            match serde_json::from_str(&d.body) {
+                Ok(body) => {
+                    print!("{}", console::format(&body));
+                    (
+                        Outcome::Done {
+                            status: 200,
+                            message_id: None,
+                        },
+                        None,
+                    )
+                }
+                Err(e) => (
+                    Outcome::Permanent {
+                        status: 0,
+                        error: format!("stored body is not JSON: {e}"),
+                    },
+                    None,
+                ),
+            }
+        } else {
+            client::post(&self.client, dest, &d.body).await
+        };
+        if let Some(rate) = rate {
+            note_bucket(pacing, rate);
+        }
+        let now = now_ms();
+        match outcome {
+            Outcome::Done { status, message_id } => {
+                let id = d.id;
+                let r = self
+                    .store
+                    .run_patiently(move |c| {
+                        schema::mark_done(c, id, status, message_id.as_deref(), now)
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(destination = %self.name, delivery = d.id, error = %e, "posted but could not mark done; it may be sent again");
+                }
+                let latency = (now - d.received_at).max(0) as f64 / 1000.0;
+                metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
+                metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
+                tracing::info!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
+            }
+            Outcome::RateLimited {
+                status,
+                wait,
+                global,
+            } => {
+                let until = Instant::now() + wait;
+                if global {
+                    if let Ok(mut g) = self.global.lock() {
+                        g.insert(host_of(dest), until);
+                    }
+                } else {
+                    pacing.discord_blocked_until = Some(until);
+                }
+                let next = now + wait.as_millis() as i64;
+                let note = format!("rate limited; waiting {:.3} s", wait.as_secs_f64());
+                let id = d.id;
+                let _ = self
+                    .store
+                    .run_patiently(move |c| schema::defer(c, id, status, &note, next, now))
+                    .await;
+                metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "rate_limited").increment(1);
+                tracing::warn!(delivery = d.id, event = %d.event_id, destination = %self.name, wait_secs = wait.as_secs_f64(), global, "rate limited by the platform");
+            }
+            Outcome::Retry { status, error } => {
+                let cfg = self.live.get().config.delivery.clone();
+                match policy::after_failure(&cfg, attempt, d.started_at, now) {
+                    AfterFailure::RetryAt(next) => {
+                        let id = d.id;
+                        let err = error.clone();
+                        let _ = self
+                            .store
+                            .run_patiently(move |c| {
+                                schema::mark_retry(c, id, status, &err, next, now)
+                            })
+                            .await;
+                        metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "retried").increment(1);
+                        tracing::warn!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, error = %error, retry_in_ms = next - now, "delivery failed; will retry");
+                    }
+                    AfterFailure::GiveUp(why) => {
+                        self.dead(&d, status, format!("{why}; last error: {error}"), true)
+                            .await;
+                    }
+                }
+            }
+            Outcome::Permanent { status, error } => {
+                self.dead(&d, Some(status).filter(|s| *s != 0), error, true)
+                    .await;
+            }
+        }
+    }
+
+    async fn dead(&self, d: &Delivery, status: Option<u16>, error: String, counted: bool) {
+        let id = d.id;
+        let err = error.clone();
+        let now = now_ms();
+        let r = self
+            .store
+            .run_patiently(move |c| schema::mark_dead(c, id, status, &err, counted, now))
+            .await;
+        if let Err(e) = r {
+            tracing::error!(destination = %self.name, delivery = d.id, error = %e, "could not mark dead");
+        }
+        metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "dead").increment(1);
+        tracing::error!(
+            delivery = d.id,
+            event = %d.event_id,
+            generation = %d.generation_id,
+            destination = %self.name,
+            attempt = d.attempts + counted as u32,
+            status = status.map(i64::from).unwrap_or(-1),
+            error = %error,
+            "delivery is dead; `printbell deliveries retry {}` sends it again",
+            d.id
+        );
+    }
+}
+
+/// Records Discord's bucket state: with nothing remaining, the lane waits for the reset.
+fn note_bucket(pacing: &mut Pacing, rate: RateHeaders) {
+    if let (Some(0), Some(reset)) = (rate.remaining, rate.reset_after) {
+        pacing.discord_blocked_until = Some(Instant::now() + reset);
+    }
+}
+
+fn host_of(dest: &Destination) -> String {
+    dest.url
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}

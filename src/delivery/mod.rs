@@ -1,0 +1,120 @@
+//! Delivery workers: one lane per destination, posting that destination's stored deliveries
+//! strictly in the order they were received.
+//!
+//! Invariants:
+//! - A lane only ever sends what the store holds, and marks a delivery done only after a 2xx.
+//! - Lanes are independent tasks: a failing, slow or rate-limited destination holds up only
+//!   its own lane.
+//! - Every schedule (next attempt, rate-limit wait) is written to the store, so a restart
+//!   continues it instead of starting over.
+
+pub mod client;
+mod lane;
+pub mod policy;
+
+use crate::loaded::Live;
+use crate::store::{schema, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Shared between lanes: when Discord's global limit lifts, per host.
+pub(crate) type GlobalLimits = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// The running lanes.
+#[derive(Clone)]
+pub struct Workers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    live: Live,
+    client: reqwest::Client,
+    shutdown: watch::Receiver<bool>,
+    global: GlobalLimits,
+    lanes: Mutex<HashMap<String, (Arc<Notify>, JoinHandle<()>)>>,
+}
+
+impl Workers {
+    /// Starts a lane for every configured destination and for every destination that still
+    /// has pending deliveries in the store (a removed one: its deliveries are marked dead).
+    pub async fn start(
+        store: Store,
+        live: Live,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Workers, String> {
+        let timeout = live.get().config.delivery.timeout;
+        let client = client::build_client(timeout).map_err(|e| {
+            format!(
+                "cannot build the HTTP client: {}",
+                client::describe_error(&e)
+            )
+        })?;
+        let workers = Workers {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                live: live.clone(),
+                client,
+                shutdown,
+                global: Arc::default(),
+                lanes: Mutex::default(),
+            }),
+        };
+        let mut names: Vec<String> = live.get().config.destinations.keys().cloned().collect();
+        let pending = store
+            .run_patiently(schema::pending_destinations)
+            .await
+            .map_err(|e| e.to_string())?;
+        names.extend(pending);
+        for name in names {
+            workers.wake(&name);
+        }
+        Ok(workers)
+    }
+
+    /// Tells a destination's lane that it has new work, starting the lane if needed.
+    pub fn wake(&self, destination: &str) {
+        let Ok(mut lanes) = self.inner.lanes.lock() else {
+            return;
+        };
+        if let Some((notify, handle)) = lanes.get(destination) {
+            if !handle.is_finished() {
+                notify.notify_one();
+                return;
+            }
+        }
+        if *self.inner.shutdown.borrow() {
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        let lane = lane::Lane {
+            name: destination.to_string(),
+            store: self.inner.store.clone(),
+            live: self.inner.live.clone(),
+            client: self.inner.client.clone(),
+            notify: notify.clone(),
+            shutdown: self.inner.shutdown.clone(),
+            global: self.inner.global.clone(),
+        };
+        let handle = tokio::spawn(lane.run());
+        lanes.insert(destination.to_string(), (notify, handle));
+    }
+
+    /// Waits for every lane to finish its in-flight post after shutdown was signalled, at most
+    /// `limit`. Returns whether all finished in time.
+    pub async fn join(&self, limit: Duration) -> bool {
+        let handles: Vec<JoinHandle<()>> = match self.inner.lanes.lock() {
+            Ok(mut lanes) => lanes.drain().map(|(_, (_, h))| h).collect(),
+            Err(_) => return false,
+        };
+        let all = async {
+            for h in handles {
+                let _ = h.await;
+            }
+        };
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+}

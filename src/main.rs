@@ -1,0 +1,180 @@
+//! The `printbell` command line: parses arguments, sets up logging, and calls the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use printbell::commands::{self, CommandResult, Failure};
+use printbell::config;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "printbell",
+    version,
+    about = "all-images.ai webhooks → Slack and Discord messages"
+)]
+struct Cli {
+    /// Config file [default: $PRINTBELL_CONFIG, else ./notifier.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, env = "PRINTBELL_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Log level or filter (overrides RUST_LOG), e.g. debug or printbell=trace
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the receiver and the delivery workers (the default)
+    Serve,
+    /// Validate the config; exit 1 listing every problem
+    Check,
+    /// Print the destinations an event reaches and the exact body each would get (no network)
+    Preview {
+        /// An event JSON file, or an event type for a built-in sample
+        #[arg(long, default_value = "print.completed", value_name = "FILE or TYPE")]
+        event: String,
+    },
+    /// Inspect and replay the durable queue
+    Deliveries {
+        /// Store file [default: store.path from the config]
+        #[arg(long, global = true, value_name = "FILE")]
+        store: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DeliveriesAction,
+    },
+    /// Exit 0 when the health URL answers 200, else 1
+    Healthcheck {
+        /// Full health URL [default: http://127.0.0.1:PORT/healthz with the configured port]
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeliveriesAction {
+    /// A table of deliveries, newest first
+    List {
+        #[arg(long, value_name = "pending|dead|done")]
+        state: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Send a dead (or done) delivery again
+    Retry {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        all_dead: bool,
+    },
+    /// Delete done and dead deliveries (and old event ids) older than a duration
+    Purge {
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+}
+
+fn init_logging(format: Option<LogFormat>, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).ok(),
+        None => EnvFilter::try_from_default_env().ok(),
+    }
+    .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        Some(LogFormat::Json) => builder.json().flatten_event(true).init(),
+        _ => builder.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+fn store_path(config_path: &Path, given: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    match given {
+        Some(p) => Ok(p),
+        None => Ok(config::load(config_path).map_err(Failure::from)?.store.path),
+    }
+}
+
+fn run(cli: Cli) -> CommandResult {
+    let config_path = cli.config.clone().unwrap_or_else(config::default_path);
+    // Not locked for `serve`: its console destination prints from the delivery lanes.
+    let out = &mut std::io::stdout();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let loaded = commands::load(&config_path)?;
+            runtime()?
+                .block_on(printbell::app::serve(&config_path, loaded))
+                .map_err(Failure::runtime)
+        }
+        Command::Check => commands::check::run(&config_path, out),
+        Command::Preview { event } => commands::preview::run(&config_path, &event, out),
+        Command::Deliveries { store, action } => {
+            let store = store_path(&config_path, store)?;
+            match action {
+                DeliveriesAction::List {
+                    state,
+                    destination,
+                    limit,
+                } => commands::deliveries::list(
+                    &store,
+                    state.as_deref(),
+                    destination.as_deref(),
+                    limit,
+                    out,
+                ),
+                DeliveriesAction::Retry { id, all_dead } => {
+                    commands::deliveries::retry(&store, id, all_dead, out)
+                }
+                DeliveriesAction::Purge { older_than } => {
+                    commands::deliveries::purge(&store, &older_than, out)
+                }
+            }
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let listen = std::env::var("PRINTBELL_LISTEN")
+                        .ok()
+                        .or_else(|| config::load(&config_path).ok().map(|c| c.server.listen))
+                        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
+                    commands::healthcheck::default_url(&listen)
+                }
+            };
+            runtime()?.block_on(commands::healthcheck::run(&url))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("printbell: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

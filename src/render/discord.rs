@@ -1,0 +1,206 @@
+//! Discord execute-webhook body: one embed (title, description, colour, timestamp, tags,
+//! first image) plus up to three image-only embeds sharing its `url`, which Discord shows as one
+//! gallery of four. Further images are listed as links in the description.
+//!
+//! Pings: `allowed_mentions` always starts from `{"parse": []}` and only the route's configured
+//! mentions are added, so nothing from an event can notify anyone. Limits (Discord embed docs):
+//! content 2000, title 256, description 4096, field value 1024, footer 2048, 6000 in total.
+
+use super::text::{char_len, escape_discord, truncate};
+use super::{attachable_url, Message};
+use crate::config::Mention;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, UNIX_EPOCH};
+
+const CONTENT_MAX: usize = 2000;
+const TITLE_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 4096;
+const FIELD_VALUE_MAX: usize = 1024;
+const FOOTER_MAX: usize = 2048;
+const TOTAL_MAX: usize = 6000;
+const URL_MAX: usize = 2048;
+const GALLERY_MAX: usize = 4;
+
+/// Colour per event type: created grey, active blue, progress amber, completed green, failed red.
+pub fn colour(event_type: &str) -> u32 {
+    match event_type {
+        "print.created" => 0x95A5A6,
+        "print.active" => 0x3498DB,
+        "print.progress" => 0xF1A208,
+        "print.completed" => 0x2ECC71,
+        "print.failed" => 0xE74C3C,
+        _ => 0x95A5A6,
+    }
+}
+
+/// `content` and `allowed_mentions` for the route's mentions.
+fn mentions(list: &[Mention]) -> (String, Value) {
+    let mut parts = Vec::new();
+    let mut users = Vec::new();
+    let mut roles = Vec::new();
+    let mut everyone = false;
+    for m in list {
+        match m {
+            Mention::User(id) => {
+                parts.push(format!("<@{id}>"));
+                users.push(id.clone());
+            }
+            Mention::Role(id) => {
+                parts.push(format!("<@&{id}>"));
+                roles.push(id.clone());
+            }
+            Mention::Here => {
+                parts.push("@here".into());
+                everyone = true;
+            }
+            Mention::Channel | Mention::Everyone => {
+                parts.push("@everyone".into());
+                everyone = true;
+            }
+            // Rejected by config validation for Discord destinations.
+            Mention::Group(_) => {}
+        }
+    }
+    parts.dedup();
+    users.truncate(100);
+    roles.truncate(100);
+    let mut allowed = Map::new();
+    allowed.insert(
+        "parse".into(),
+        if everyone {
+            json!(["everyone"])
+        } else {
+            json!([])
+        },
+    );
+    if !users.is_empty() {
+        allowed.insert("users".into(), json!(users));
+    }
+    if !roles.is_empty() {
+        allowed.insert("roles".into(), json!(roles));
+    }
+    (parts.join(" "), Value::Object(allowed))
+}
+
+/// RFC 3339 time of the event: `created` (Unix seconds), else the generation's `createdAt`.
+fn timestamp(msg: &Message<'_>) -> Option<String> {
+    if let Some(secs) = msg.event.created.filter(|s| *s > 0.0 && *s < 1e11) {
+        let t = UNIX_EPOCH + Duration::from_secs(secs as u64);
+        return Some(humantime::format_rfc3339_seconds(t).to_string());
+    }
+    let created_at = msg.event.generation.created_at.as_deref()?;
+    humantime::parse_rfc3339_weak(created_at)
+        .ok()
+        .map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// Percent-encodes characters that would end a markdown link early.
+fn link_safe(url: &str) -> String {
+    url.replace('(', "%28")
+        .replace(')', "%29")
+        .replace(' ', "%20")
+}
+
+pub fn body(msg: &Message<'_>) -> Value {
+    let g = &msg.event.generation;
+    let (content, allowed_mentions) = mentions(msg.mention);
+    let images: Vec<&str> = msg
+        .images()
+        .into_iter()
+        .filter_map(|img| attachable_url(img.url.as_deref(), URL_MAX))
+        .collect();
+
+    let title = if msg.title.trim().is_empty() {
+        escape_discord(&msg.event.event_type)
+    } else {
+        msg.title.trim().to_string()
+    };
+    let title = truncate(&title, TITLE_MAX);
+
+    let mut description = msg.text.trim().to_string();
+    if images.len() > GALLERY_MAX {
+        let links: Vec<String> = images[GALLERY_MAX..]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| format!("[image {}]({})", i + GALLERY_MAX + 1, link_safe(u)))
+            .collect();
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(&format!("More images: {}", links.join(" · ")));
+    }
+
+    let mut fields = Vec::new();
+    if !g.tags.is_empty() {
+        let tags = escape_discord(&g.tags.join(", "));
+        fields.push(
+            json!({"name": "Tags", "value": truncate(&tags, FIELD_VALUE_MAX), "inline": true}),
+        );
+    }
+    if matches!(
+        msg.event.event_type.as_str(),
+        "print.progress" | "print.active"
+    ) {
+        let (done, total) = g.progress();
+        fields
+            .push(json!({"name": "Progress", "value": format!("{done}/{total}"), "inline": true}));
+    }
+    let footer = truncate(
+        &format!("{} · generation {}", msg.event.event_type, g.id),
+        FOOTER_MAX,
+    );
+
+    // Everything but the description is bounded well under 6000, so the description absorbs
+    // whatever the total limit requires.
+    let fixed: usize = char_len(&title)
+        + char_len(&footer)
+        + fields
+            .iter()
+            .map(|f| {
+                char_len(f["name"].as_str().unwrap_or_default())
+                    + char_len(f["value"].as_str().unwrap_or_default())
+            })
+            .sum::<usize>();
+    let description = truncate(
+        &description,
+        DESCRIPTION_MAX.min(TOTAL_MAX.saturating_sub(fixed)),
+    );
+
+    let mut main = Map::new();
+    main.insert("title".into(), json!(title));
+    if !description.is_empty() {
+        main.insert("description".into(), json!(description));
+    }
+    main.insert("color".into(), json!(colour(&msg.event.event_type)));
+    if let Some(ts) = timestamp(msg) {
+        main.insert("timestamp".into(), json!(ts));
+    }
+    if !fields.is_empty() {
+        main.insert("fields".into(), json!(fields));
+    }
+    main.insert("footer".into(), json!({"text": footer}));
+    let mut embeds = vec![];
+    if let Some(first) = images.first() {
+        // The shared url is what makes Discord merge the image embeds into one gallery.
+        main.insert("url".into(), json!(first));
+        main.insert("image".into(), json!({"url": first}));
+    }
+    embeds.push(Value::Object(main));
+    for url in images.iter().take(GALLERY_MAX).skip(1) {
+        embeds.push(json!({"url": images[0], "image": {"url": url}}));
+    }
+
+    let mut out = Map::new();
+    if !content.is_empty() {
+        out.insert("content".into(), json!(truncate(&content, CONTENT_MAX)));
+    }
+    if let Some(u) = &msg.destination.username {
+        out.insert("username".into(), json!(u));
+    }
+    if let Some(a) = &msg.destination.avatar_url {
+        out.insert("avatar_url".into(), json!(a));
+    }
+    out.insert("embeds".into(), Value::Array(embeds));
+    out.insert("allowed_mentions".into(), allowed_mentions);
+    Value::Object(out)
+}

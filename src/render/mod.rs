@@ -1,0 +1,107 @@
+//! Rendering: turns an event routed to a destination into the exact body that will be posted.
+//!
+//! Templates produce a title and a text, escaped for the platform; the platform modules build
+//! the Slack / Discord / console body around them, attach images and enforce every limit, so
+//! what leaves this module is final and is stored as is.
+
+pub mod console;
+pub mod discord;
+pub mod slack;
+pub mod templates;
+pub mod text;
+
+use crate::config::{Config, Destination, Kind, Mention, Problem};
+use crate::event::{Event, Image};
+use crate::routing::Target;
+use serde_json::Value;
+use templates::{Escape, Field, Templates};
+
+/// A message ready to be stored and posted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub destination: String,
+    pub kind: Kind,
+    pub body: Value,
+    /// Template problems met while rendering (a custom template failed and the default was used).
+    pub warnings: Vec<String>,
+}
+
+/// What the platform renderers build a body from.
+pub struct Message<'a> {
+    pub event: &'a Event,
+    pub destination: &'a Destination,
+    /// Escaped for the platform.
+    pub title: String,
+    /// Escaped for the platform.
+    pub text: String,
+    pub mention: &'a [Mention],
+}
+
+impl Message<'_> {
+    /// The images to attach: every image of the event, except on `print.progress` where only
+    /// the newest one is shown, so a progress message does not repeat earlier images.
+    pub fn images(&self) -> Vec<&Image> {
+        let all = &self.event.generation.images;
+        if self.event.event_type == "print.progress" {
+            all.last().into_iter().collect()
+        } else {
+            all.iter().collect()
+        }
+    }
+}
+
+/// Renders messages for one config.
+#[derive(Debug)]
+pub struct Renderer {
+    templates: Templates,
+}
+
+impl Renderer {
+    pub fn new(config: &Config) -> Result<Renderer, Vec<Problem>> {
+        Ok(Renderer {
+            templates: Templates::compile(config)?,
+        })
+    }
+
+    /// Renders the body for one routed destination. `None` when the destination is unknown.
+    pub fn render(&self, config: &Config, target: &Target, event: &Event) -> Option<Rendered> {
+        let destination = config.destinations.get(&target.destination)?;
+        let escape = match destination.kind {
+            Kind::Slack => Escape::Slack,
+            Kind::Discord => Escape::Discord,
+            Kind::Console => Escape::Plain,
+        };
+        let mut warnings = Vec::new();
+        let mut field = |f: Field| {
+            let (out, warning) = self.templates.render(Some(target.route), event, f, escape);
+            warnings.extend(warning);
+            out
+        };
+        let title = field(Field::Title);
+        let text = field(Field::Text);
+        let msg = Message {
+            event,
+            destination,
+            title,
+            text,
+            mention: &target.mention,
+        };
+        let body = match destination.kind {
+            Kind::Slack => slack::body(&msg),
+            Kind::Discord => discord::body(&msg),
+            Kind::Console => console::body(&msg),
+        };
+        Some(Rendered {
+            destination: destination.name.clone(),
+            kind: destination.kind,
+            body,
+            warnings,
+        })
+    }
+}
+
+/// `http`/`https` URLs of at most `max` characters; anything else is never attached.
+pub fn attachable_url(url: Option<&str>, max: usize) -> Option<&str> {
+    let url = url?.trim();
+    (url.len() <= max && crate::config::is_http_url(url)).then_some(url)
+}

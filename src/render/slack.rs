@@ -1,0 +1,112 @@
+//! Slack incoming-webhook body: `text` fallback plus Block Kit blocks (header, section, one
+//! image block per image, context).
+//!
+//! Limits (docs.slack.dev Block Kit reference): 50 blocks, header ≤150, section text ≤3000,
+//! image_url ≤3000, alt_text ≤2000, context ≤10 elements, and an observed cap of ~12,000
+//! characters of text over all blocks (`msg_blocks_too_long`). Alt texts and image titles are
+//! kept short so 47 image blocks still fit under that cap.
+
+use super::text::{escape_slack, truncate};
+use super::{attachable_url, Message};
+use crate::config::Mention;
+use serde_json::{json, Value};
+
+const MAX_BLOCKS: usize = 50;
+const HEADER_MAX: usize = 150;
+const SECTION_MAX: usize = 3000;
+const IMAGE_URL_MAX: usize = 3000;
+const IMAGE_LABEL_MAX: usize = 80;
+const FALLBACK_MAX: usize = 3000;
+
+fn mention_text(m: &Mention) -> String {
+    match m {
+        Mention::User(id) => format!("<@{id}>"),
+        Mention::Group(id) => format!("<!subteam^{id}>"),
+        Mention::Here => "<!here>".into(),
+        Mention::Channel => "<!channel>".into(),
+        Mention::Everyone => "<!everyone>".into(),
+        // Rejected by config validation for Slack destinations.
+        Mention::Role(_) => String::new(),
+    }
+}
+
+pub fn body(msg: &Message<'_>) -> Value {
+    let g = &msg.event.generation;
+    let mentions: Vec<String> = msg
+        .mention
+        .iter()
+        .map(mention_text)
+        .filter(|m| !m.is_empty())
+        .collect();
+    let mention_prefix = if mentions.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", mentions.join(" "))
+    };
+    let title = if msg.title.trim().is_empty() {
+        escape_slack(&msg.event.event_type)
+    } else {
+        msg.title.clone()
+    };
+
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": truncate(&title, HEADER_MAX), "emoji": true},
+    })];
+    let section = format!("{mention_prefix}{}", msg.text);
+    if !section.trim().is_empty() {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": truncate(section.trim_end(), SECTION_MAX)},
+        }));
+    }
+
+    let images: Vec<_> = msg
+        .images()
+        .into_iter()
+        .filter_map(|img| attachable_url(img.url.as_deref(), IMAGE_URL_MAX).map(|u| (img, u)))
+        .collect();
+    let room = MAX_BLOCKS - blocks.len() - 1; // keep one block for the context line
+    let total = images.len();
+    for (n, (img, url)) in images.iter().take(room).enumerate() {
+        let label = match img
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => escape_slack(t),
+            None => format!("Image {} of {total}", n + 1),
+        };
+        let label = truncate(&label, IMAGE_LABEL_MAX);
+        blocks.push(json!({
+            "type": "image",
+            "image_url": url,
+            "alt_text": label,
+            "title": {"type": "plain_text", "text": label, "emoji": true},
+        }));
+    }
+
+    let mut context = format!(
+        "{} · generation {}",
+        escape_slack(&msg.event.event_type),
+        escape_slack(&g.id)
+    );
+    if !g.tags.is_empty() {
+        context.push_str(&format!(" · tags: {}", escape_slack(&g.tags.join(", "))));
+    }
+    if total > room {
+        context.push_str(&format!(" · {} more images not shown", total - room));
+    }
+    blocks.push(json!({
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": truncate(&context, 300)}],
+    }));
+
+    json!({
+        "text": truncate(&format!("{mention_prefix}{title}"), FALLBACK_MAX),
+        "blocks": blocks,
+        "unfurl_links": false,
+        "unfurl_media": false,
+    })
+}

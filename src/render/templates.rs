@@ -1,0 +1,366 @@
+//! Message templates (minijinja): built-in defaults, global and per-route overrides, compiled
+//! once at config load.
+//!
+//! Escaping is done by the template engine, not by the template author: every `{{ value }}` is
+//! escaped for the platform the message is rendered for (Slack entities, Discord markdown),
+//! while the template's own literal text — the operator's trusted markup — is left as written.
+//! Each template is therefore compiled once per platform, with the platform in its name.
+
+use super::text::{escape_discord, escape_slack, quote_lines};
+use crate::config::{Config, Problem, TemplateSource};
+use crate::event::{Event, EVENT_TYPES};
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, ErrorKind, State};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Key of the default template used for event types that are not one of the five.
+const UNKNOWN_TYPE: &str = "unknown";
+
+/// How template output is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    Slack,
+    Discord,
+    Plain,
+}
+
+impl Escape {
+    fn suffix(self) -> &'static str {
+        match self {
+            Escape::Slack => "slack",
+            Escape::Discord => "discord",
+            Escape::Plain => "plain",
+        }
+    }
+    const ALL: [Escape; 3] = [Escape::Slack, Escape::Discord, Escape::Plain];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Title,
+    Text,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Title => "title",
+            Field::Text => "text",
+        }
+    }
+}
+
+/// The built-in template for each event type: (title, text).
+pub fn default_template(event_type: &str) -> (&'static str, &'static str) {
+    match event_type {
+        "print.created" => (
+            concat!("New generation: ", "{{ generation.name or generation.id }}"),
+            "{{ generation.prompt | quote }}\nQueued: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} requested.",
+        ),
+        "print.active" => (
+            concat!("Generating: ", "{{ generation.name or generation.id }}"),
+            "{{ generation.prompt | quote }}\nStarted: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} on the way.",
+        ),
+        "print.progress" => (
+            concat!("{{ generation.name or generation.id }}", ": image {{ progress.done }} of {{ progress.total }} ready"),
+            "{{ progress.done }} of {{ progress.total }} images done.",
+        ),
+        "print.failed" => (
+            concat!("Generation failed: ", "{{ generation.name or generation.id }}"),
+            "{{ generation.prompt | quote }}\nStatus: {{ generation.status_name or 'Error' }}. No images were delivered{{ ' after ' ~ progress.done ~ ' of ' ~ progress.total if progress.done > 0 }}.",
+        ),
+        "print.completed" => (
+            concat!("{{ generation.name or generation.id }}", " is ready ({{ images | length }} image{{ '' if images | length == 1 else 's' }})"),
+            "{{ generation.prompt | quote }}",
+        ),
+        _ => (
+            "{{ event.type }}: {{ generation.name or generation.id }}",
+            "{{ generation.prompt | quote }}",
+        ),
+    }
+}
+
+/// Where a template comes from, most specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Route(usize),
+    Global,
+    Default,
+}
+
+impl Scope {
+    fn key(self) -> String {
+        match self {
+            Scope::Route(i) => format!("route{i}"),
+            Scope::Global => "global".into(),
+            Scope::Default => "default".into(),
+        }
+    }
+}
+
+fn template_name(scope: Scope, event_type: &str, field: Field, escape: Escape) -> String {
+    format!(
+        "{}/{event_type}/{}.{}",
+        scope.key(),
+        field.name(),
+        escape.suffix()
+    )
+}
+
+/// All templates of a config, compiled for every platform.
+pub struct Templates {
+    env: Environment<'static>,
+    present: HashSet<(Scope, String, Field)>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("count", &self.present.len())
+            .finish()
+    }
+}
+
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|name| match name.rsplit('.').next() {
+        Some("slack") => AutoEscape::Custom("slack"),
+        Some("discord") => AutoEscape::Custom("discord"),
+        _ => AutoEscape::None,
+    });
+    env.set_formatter(|out, state, value| {
+        if value.is_none() || value.is_undefined() {
+            return Ok(());
+        }
+        let text = value.to_string();
+        let escaped = if value.is_safe() {
+            text
+        } else {
+            escape_for(state, &text)
+        };
+        out.write_str(&escaped)
+            .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "could not write"))
+    });
+    env.add_filter("quote", |state: &State, value: Value| -> Value {
+        if value.is_none() || value.is_undefined() {
+            return Value::from_safe_string(String::new());
+        }
+        let text = if value.is_safe() {
+            value.to_string()
+        } else {
+            escape_for(state, &value.to_string())
+        };
+        Value::from_safe_string(quote_lines(&text))
+    });
+    env
+}
+
+fn escape_for(state: &State, text: &str) -> String {
+    match state.auto_escape() {
+        AutoEscape::Custom("slack") => escape_slack(text),
+        AutoEscape::Custom("discord") => escape_discord(text),
+        _ => text.to_string(),
+    }
+}
+
+impl Templates {
+    /// Compiles the built-in defaults and every template of `config`; a syntax error becomes a
+    /// config problem naming the template and its line in the config file.
+    pub fn compile(config: &Config) -> Result<Templates, Vec<Problem>> {
+        let mut t = Templates {
+            env: new_env(),
+            present: HashSet::new(),
+        };
+        let mut problems = Vec::new();
+        for ty in EVENT_TYPES.into_iter().chain([UNKNOWN_TYPE]) {
+            let (title, text) = default_template(ty);
+            for (field, src) in [(Field::Title, title), (Field::Text, text)] {
+                if let Err(e) = t.add(Scope::Default, ty, field, src) {
+                    // A broken built-in is a bug, but report it rather than panic.
+                    problems.push(problem(config, "built-in", ty, field, 0, &e));
+                }
+            }
+        }
+        let mut add_all = |scope: Scope, map: &BTreeMap<String, TemplateSource>, label: &str| {
+            for (ty, src) in map {
+                for (field, value) in [(Field::Title, &src.title), (Field::Text, &src.text)] {
+                    if let Some((text, line)) = value {
+                        if let Err(e) = t.add(scope, ty, field, text) {
+                            problems.push(problem(config, label, ty, field, *line, &e));
+                        }
+                    }
+                }
+            }
+        };
+        add_all(Scope::Global, &config.templates, "templates");
+        for (i, route) in config.routes.iter().enumerate() {
+            let label = format!("{} templates", route.label());
+            add_all(Scope::Route(i), &route.templates, &label);
+        }
+        if problems.is_empty() {
+            Ok(t)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn add(
+        &mut self,
+        scope: Scope,
+        ty: &str,
+        field: Field,
+        src: &str,
+    ) -> Result<(), minijinja::Error> {
+        for escape in Escape::ALL {
+            self.env
+                .add_template_owned(template_name(scope, ty, field, escape), src.to_string())?;
+        }
+        self.present.insert((scope, ty.to_string(), field));
+        Ok(())
+    }
+
+    fn pick(&self, route: Option<usize>, ty: &str, field: Field) -> Scope {
+        let has = |s: Scope| self.present.contains(&(s, ty.to_string(), field));
+        match route {
+            Some(i) if has(Scope::Route(i)) => Scope::Route(i),
+            _ if has(Scope::Global) => Scope::Global,
+            _ => Scope::Default,
+        }
+    }
+
+    /// Renders one field for an event; a runtime error in a custom template falls back to the
+    /// built-in default (and is reported so the caller can log it).
+    pub fn render(
+        &self,
+        route: Option<usize>,
+        event: &Event,
+        field: Field,
+        escape: Escape,
+    ) -> (String, Option<String>) {
+        let ctx = context(event);
+        let ty = if EVENT_TYPES.contains(&event.event_type.as_str()) {
+            event.event_type.as_str()
+        } else {
+            UNKNOWN_TYPE
+        };
+        let scope = self.pick(route, ty, field);
+        let attempt = |scope: Scope| -> Result<String, minijinja::Error> {
+            let tmpl = self
+                .env
+                .get_template(&template_name(scope, ty, field, escape))?;
+            tmpl.render(&ctx)
+        };
+        match attempt(scope) {
+            Ok(s) => (s.trim().to_string(), None),
+            Err(e) => {
+                let why = format!(
+                    "template {} for {ty} failed ({e}); used the built-in one",
+                    field.name()
+                );
+                let fallback = attempt(Scope::Default).unwrap_or_default();
+                (fallback.trim().to_string(), Some(why))
+            }
+        }
+    }
+}
+
+fn problem(
+    config: &Config,
+    label: &str,
+    ty: &str,
+    field: Field,
+    line: usize,
+    e: &minijinja::Error,
+) -> Problem {
+    let tmpl_line = e.line().unwrap_or(1);
+    Problem {
+        file: config.file.clone(),
+        line: (line > 0).then(|| line + tmpl_line - 1),
+        column: None,
+        message: format!(
+            "{label}.\"{ty}\".{}: template error at line {tmpl_line} of the template: {}",
+            field.name(),
+            e.detail().unwrap_or(&e.kind().to_string())
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct Ctx<'a> {
+    event: EventCtx<'a>,
+    generation: GenerationCtx<'a>,
+    images: Vec<ImageCtx<'a>>,
+    progress: ProgressCtx,
+}
+
+#[derive(Serialize)]
+struct EventCtx<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    created: Option<f64>,
+    api_version: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct GenerationCtx<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    prompt: Option<&'a str>,
+    status: Option<i64>,
+    status_name: Option<&'static str>,
+    params: &'a BTreeMap<String, serde_json::Value>,
+    tags: &'a [String],
+    metadata: &'a serde_json::Map<String, serde_json::Value>,
+    created_at: Option<&'a str>,
+    nb_images: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ImageCtx<'a> {
+    id: Option<&'a str>,
+    url: Option<&'a str>,
+    title: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ProgressCtx {
+    done: u64,
+    total: u64,
+}
+
+fn context(event: &Event) -> Value {
+    let g = &event.generation;
+    let (done, total) = g.progress();
+    Value::from_serialize(Ctx {
+        event: EventCtx {
+            id: &event.id,
+            event_type: &event.event_type,
+            created: event.created,
+            api_version: event.api_version,
+        },
+        generation: GenerationCtx {
+            id: &g.id,
+            name: g.name.as_deref().filter(|n| !n.trim().is_empty()),
+            prompt: g.prompt.as_deref(),
+            status: g.status,
+            status_name: g.status_name(),
+            params: &g.params,
+            tags: &g.tags,
+            metadata: &g.metadata,
+            created_at: g.created_at.as_deref(),
+            nb_images: g.nb_images,
+        },
+        images: g
+            .images
+            .iter()
+            .map(|i| ImageCtx {
+                id: i.id.as_deref(),
+                url: i.url.as_deref(),
+                title: i.title.as_deref(),
+            })
+            .collect(),
+        progress: ProgressCtx { done, total },
+    })
+}

@@ -1,0 +1,145 @@
+//! Text helpers shared by the platform renderers: escaping untrusted text and truncating to
+//! platform limits.
+//!
+//! Limits are counted in Unicode scalar values (`char`s), the unit Slack and Discord count in,
+//! and truncation cuts only at grapheme-cluster boundaries so an emoji, a CJK character or a
+//! letter with combining marks is never split.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+pub const ELLIPSIS: char = '…';
+
+/// The number of characters as the platforms count them.
+pub fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Shortens `s` to at most `max` characters, ending in `…` when anything was cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if char_len(s) <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let budget = max - 1; // room for the ellipsis
+    let mut out = String::new();
+    let mut used = 0;
+    for g in s.graphemes(true) {
+        let n = char_len(g);
+        if used + n > budget {
+            break;
+        }
+        out.push_str(g);
+        used += n;
+    }
+    // Trailing whitespace before the ellipsis looks like a mistake.
+    let trimmed_len = out.trim_end().len();
+    out.truncate(trimmed_len);
+    out.push(ELLIPSIS);
+    out
+}
+
+/// Escapes Slack's three control characters so event text can never form `<!channel>`,
+/// `<@U…>`, `<#C…>`, `<!subteam^…>` or `<url|label>`. Slack decodes only these three entities.
+pub fn escape_slack(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes Discord markdown so event text renders literally: no masked links `[x](url)`,
+/// no mention syntax `<@…>`, no emphasis, code or quote that could break out of the template's
+/// layout, and `@everyone` / `@here` broken with a zero-width space (defence in depth on top of
+/// `allowed_mentions: {"parse": []}`).
+pub fn escape_discord(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => {
+                out.push('@');
+                let after = &rest[1..];
+                if after.starts_with("everyone") || after.starts_with("here") {
+                    out.push('\u{200B}');
+                }
+            }
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Prefixes every line with `> ` (a quote in both Slack mrkdwn and Discord markdown).
+/// The input must already be escaped for the platform.
+pub fn quote_lines(escaped: &str) -> String {
+    if escaped.trim().is_empty() {
+        return String::new();
+    }
+    escaped
+        .lines()
+        .map(|l| format!("> {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_limit_and_marks_the_cut() {
+        let s = "a".repeat(10_000);
+        let t = truncate(&s, 3000);
+        assert_eq!(char_len(&t), 3000);
+        assert!(t.ends_with(ELLIPSIS));
+        assert_eq!(truncate("short", 10), "short");
+    }
+
+    #[test]
+    fn truncate_never_splits_a_grapheme() {
+        // 'e' + combining acute, family emoji (ZWJ sequence), CJK.
+        let s = "e\u{301}".repeat(50) + &"👨‍👩‍👧".repeat(20) + &"漢".repeat(30);
+        for max in 1..200 {
+            let t = truncate(&s, max);
+            assert!(char_len(&t) <= max, "max {max}: {}", char_len(&t));
+            let body = t.trim_end_matches(ELLIPSIS);
+            assert!(s.starts_with(body));
+            assert!(
+                !body.ends_with('e') || max >= char_len(&s),
+                "split a combining mark at {max}"
+            );
+        }
+    }
+
+    #[test]
+    fn slack_escaping_neutralises_control_sequences() {
+        let e = escape_slack("<!channel> <@U1> <https://evil|click> & co");
+        assert_eq!(
+            e,
+            "&lt;!channel&gt; &lt;@U1&gt; &lt;https://evil|click&gt; &amp; co"
+        );
+        assert!(!e.contains('<') && !e.contains('>'));
+    }
+
+    #[test]
+    fn discord_escaping_neutralises_links_and_mentions() {
+        let e = escape_discord("[click](https://evil) @everyone <@123> **b**");
+        assert!(e.contains("\\[click\\](https://evil)"));
+        assert!(e.contains("@\u{200B}everyone"));
+        assert!(e.contains("\\<@123"));
+        assert!(e.contains("\\*\\*b\\*\\*"));
+    }
+}

@@ -1,0 +1,164 @@
+//! `POST {webhook_path}`: authenticate, parse, route, render, store, and only then answer 202.
+//!
+//! Nothing is half-done: either every delivery of an event is committed together with its
+//! event id (202), or nothing is stored and the answer says why (400/401/413/503).
+
+use super::auth::{self, Credentials};
+use super::{json_error, AppState};
+use crate::event;
+use crate::render::Rendered;
+use crate::routing;
+use crate::store::{Accepted, NewDelivery, StoreError};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Body, IntoResponse, Request, Response};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Labels for `printbell_events_total{type}`: the five known types, else "other", so a sender
+/// cannot create unbounded label values.
+fn type_label(t: &str) -> &'static str {
+    event::EVENT_TYPES
+        .iter()
+        .find(|k| **k == t)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn rejected(reason: &'static str, status: StatusCode, message: String) -> Response {
+    metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected", "reason" => reason)
+        .increment(1);
+    tracing::info!(status = status.as_u16(), reason, error = %message, "event rejected");
+    json_error(status, &message)
+}
+
+#[handler]
+pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
+    let loaded = state.live.get();
+    let server = &loaded.config.server;
+    let max = server.max_body_bytes as usize;
+
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return rejected(
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than max_body_bytes ({max} bytes)"),
+        );
+    }
+    let bytes = match body.into_bytes_limit(max).await {
+        Ok(b) => b,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+            return rejected(
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than max_body_bytes ({max} bytes)"),
+            )
+        }
+        Err(e) => {
+            return rejected(
+                "unreadable",
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    };
+
+    if let Some(secret) = &server.secret {
+        let query: HashMap<String, String> = req.params().unwrap_or_default();
+        let creds = Credentials {
+            query_token: query.get("token").map(String::as_str),
+            header_token: req.headers().get(auth::TOKEN_HEADER).map(|v| v.as_bytes()),
+            signature: req
+                .headers()
+                .get(auth::SIGNATURE_HEADER)
+                .map(|v| v.as_bytes()),
+        };
+        if !auth::verify(secret, &creds, &bytes) {
+            let why = if creds.query_token.is_none()
+                && creds.header_token.is_none()
+                && creds.signature.is_none()
+            {
+                "the request carries no secret: add ?token=, the X-Printbell-Token header or an X-Printbell-Signature"
+            } else {
+                "the secret or signature is wrong"
+            };
+            return rejected("unauthorized", StatusCode::UNAUTHORIZED, why.to_string());
+        }
+    }
+
+    let event = match event::parse(&bytes) {
+        Ok(e) => e,
+        Err(e) => return rejected("invalid", StatusCode::BAD_REQUEST, e.0),
+    };
+
+    let targets = routing::route(&loaded.config, &event);
+    let rendered: Vec<Rendered> = targets
+        .iter()
+        .filter_map(|t| loaded.renderer.render(&loaded.config, t, &event))
+        .collect();
+    for w in rendered.iter().flat_map(|r| r.warnings.iter()) {
+        tracing::warn!(event = %event.id, warning = %w, "template problem");
+    }
+    let mut deliveries = Vec::with_capacity(rendered.len());
+    for r in &rendered {
+        deliveries.push(NewDelivery {
+            event_type: event.event_type.clone(),
+            generation_id: event.generation.id.clone(),
+            destination: r.destination.clone(),
+            kind: r.kind.as_str().to_string(),
+            body: r.body.to_string(),
+        });
+    }
+
+    let label = type_label(&event.event_type);
+    match state.store.accept(event.id.clone(), deliveries).await {
+        Ok(Accepted::New(ids)) => {
+            for r in &rendered {
+                state.workers.wake(&r.destination);
+            }
+            metrics::counter!("printbell_events_total", "type" => label, "outcome" => "accepted")
+                .increment(1);
+            let names: Vec<&str> = rendered.iter().map(|r| r.destination.as_str()).collect();
+            tracing::info!(event = %event.id, event_type = %event.event_type, generation = %event.generation.id, deliveries = ids.len(), destinations = ?names, "event accepted");
+            (
+                StatusCode::ACCEPTED,
+                poem::web::Json(json!({"id": event.id, "deliveries": ids.len()})),
+            )
+                .into_response()
+        }
+        Ok(Accepted::Duplicate) => {
+            metrics::counter!("printbell_events_total", "type" => label, "outcome" => "duplicate")
+                .increment(1);
+            tracing::info!(event = %event.id, event_type = %event.event_type, generation = %event.generation.id, "duplicate event; nothing sent");
+            (
+                StatusCode::OK,
+                poem::web::Json(json!({"id": event.id, "duplicate": true})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let retry_after = if matches!(e, StoreError::Busy) {
+                "1"
+            } else {
+                "5"
+            };
+            tracing::error!(event = %event.id, error = %e, "could not store the event");
+            metrics::counter!("printbell_events_total", "type" => label, "outcome" => "rejected", "reason" => "store_unavailable").increment(1);
+            let mut resp = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store cannot accept the event right now; nothing was stored, send it again later",
+            );
+            if let Ok(v) = retry_after.parse() {
+                resp.headers_mut()
+                    .insert(poem::http::header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}

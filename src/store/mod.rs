@@ -1,0 +1,184 @@
+//! The durable queue: an embedded SQLite database, the single source of truth for deliveries.
+//!
+//! One writer thread owns the connection. Callers send it jobs; it runs every job waiting at
+//! that moment inside one transaction and replies only after the commit (group commit), so a
+//! burst of events costs one fsync, and nothing is acknowledged before it is on disk.
+//! A job that fails is rolled back alone (savepoint); a failed commit fails every job in it.
+
+pub mod schema;
+
+pub use schema::{now_ms, Accepted, Delivery, NewDelivery, State};
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Jobs waiting for the writer beyond this are refused (`StoreError::Busy`, a 503 to senders)
+/// instead of queueing without bound.
+const QUEUE_CAPACITY: usize = 4096;
+/// Jobs run in one transaction at most.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is busy; try again shortly")]
+    Busy,
+    #[error("the store is closed")]
+    Closed,
+    #[error("store error: {0}")]
+    Sql(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e.to_string())
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A unit of work for the writer: `run` does it inside the transaction and returns whether it
+/// succeeded plus how to reply once the commit is known; `abort` replies when it cannot run.
+struct Job {
+    run: Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>,
+    abort: Completion,
+}
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: SyncSender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store file and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = schema::open(path).map_err(|e| {
+            StoreError::Sql(format!("cannot open the store {}: {e}", path.display()))
+        })?;
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("printbell-store".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StoreError::Sql(format!("cannot start the store thread: {e}")))?;
+        Ok(Store {
+            jobs: tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result after the commit.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let reply = Arc::new(Mutex::new(Some(tx)));
+        let send = |reply: &Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>, r| {
+            if let Some(tx) = reply.lock().ok().and_then(|mut g| g.take()) {
+                let _ = tx.send(r);
+            }
+        };
+        let reply2 = reply.clone();
+        let job = Job {
+            run: Box::new(move |conn| match f(conn) {
+                Ok(v) => (
+                    true,
+                    Box::new(move |commit: Result<(), StoreError>| send(&reply, commit.map(|_| v))),
+                ),
+                Err(e) => (
+                    false,
+                    Box::new(move |_| send(&reply, Err(StoreError::from(e)))),
+                ),
+            }),
+            abort: Box::new(move |r: Result<(), StoreError>| {
+                send(&reply2, r.and(Err(StoreError::Closed)))
+            }),
+        };
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`Store::run`], but waits for room instead of failing when the writer is busy;
+    /// for the delivery workers, which must not drop state updates.
+    pub async fn run_patiently<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + Clone + 'static,
+    {
+        loop {
+            match self.run(f.clone()).await {
+                Err(StoreError::Busy) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn accept(
+        &self,
+        event_id: String,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<Accepted, StoreError> {
+        self.run(move |c| schema::accept(c, &event_id, &deliveries, now_ms()))
+            .await
+    }
+}
+
+fn writer(conn: Connection, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = StoreError::from(e);
+            for job in batch {
+                (job.abort)(Err(err.clone()));
+            }
+            continue;
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, done) = (job.run)(&conn);
+            if savepoint.is_ok() {
+                let end = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                let _ = conn.execute_batch(end);
+            }
+            completions.push(done);
+        }
+        let result = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(result.clone());
+        }
+    }
+}
