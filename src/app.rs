@@ -58,11 +58,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
     }
     let live = Live::new(loaded);
     let workers = Workers::start(store.clone(), live.clone(), shutdown_rx.clone()).await?;
-    let state = Arc::new(AppState {
-        live: live.clone(),
-        store: store.clone(),
-        workers: workers.clone(),
-    });
+    let state = Arc::new(AppState::new(live.clone(), store.clone(), workers.clone()));
     server::ops::recorder();
 
     let mut servers = Vec::new();
@@ -99,7 +95,7 @@ fn spawn_server(
 ) -> JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
-            .idle_timeout(Duration::from_secs(60))
+            .idle_timeout(Duration::from_secs(30))
             .run_with_graceful_shutdown(
                 app,
                 async move {

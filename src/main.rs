@@ -53,6 +53,29 @@ enum Command {
         #[command(subcommand)]
         action: DeliveriesAction,
     },
+    /// Post a sample message to one destination for real and print the platform's answer
+    SendTest {
+        /// Destination name from the config
+        #[arg(long, value_name = "DEST")]
+        to: String,
+        /// Event type of the sample
+        #[arg(long, default_value = "print.completed", value_name = "TYPE")]
+        event: String,
+    },
+    /// Register this receiver with the all-images.ai API (ALLIMAGES_API_KEY, ALLIMAGES_API_BASE)
+    Subscribe {
+        /// The public URL of this receiver's webhook path
+        #[arg(long)]
+        url: String,
+        /// Event types to receive [default: all five]
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// Remove a registration made with `subscribe`
+    Unsubscribe {
+        /// The webhook id `subscribe` printed
+        id: String,
+    },
     /// Exit 0 when the health URL answers 200, else 1
     Healthcheck {
         /// Full health URL [default: http://127.0.0.1:PORT/healthz with the configured port]
@@ -149,6 +172,16 @@ fn run(cli: Cli) -> CommandResult {
                     commands::deliveries::purge(&store, &older_than, out)
                 }
             }
+        }
+        Command::SendTest { to, event } => {
+            runtime()?.block_on(commands::send_test::run(&config_path, &to, &event, out))
+        }
+        Command::Subscribe { url, events } => {
+            let config = config::load(&config_path).map_err(Failure::from)?;
+            runtime()?.block_on(commands::subscribe::subscribe(&config, &url, &events, out))
+        }
+        Command::Unsubscribe { id } => {
+            runtime()?.block_on(commands::subscribe::unsubscribe(&id, out))
         }
         Command::Healthcheck { url } => {
             let url = match url {

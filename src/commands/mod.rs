@@ -5,6 +5,8 @@ pub mod check;
 pub mod deliveries;
 pub mod healthcheck;
 pub mod preview;
+pub mod send_test;
+pub mod subscribe;
 
 use crate::config::ConfigError;
 use crate::loaded::Loaded;

@@ -11,11 +11,51 @@ use poem::http::StatusCode;
 use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Response, Route};
 use std::sync::Arc;
 
+/// Webhook requests handled at once; more get 503 + Retry-After instead of queueing memory.
+pub const MAX_CONCURRENT_EVENTS: usize = 512;
+
 /// What the handlers share.
 pub struct AppState {
     pub live: Live,
     pub store: Store,
     pub workers: Workers,
+    pub in_flight: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    pub fn new(live: Live, store: Store, workers: Workers) -> AppState {
+        AppState {
+            live,
+            store,
+            workers,
+            in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT_EVENTS),
+        }
+    }
+}
+
+/// Records `printbell_http_request_duration_seconds{path, status}`; path is a fixed label
+/// (webhook, healthz, readyz, metrics, other), never the raw request path.
+async fn timed<E: Endpoint>(
+    ep: E,
+    req: poem::Request,
+    webhook_path: std::sync::Arc<str>,
+) -> poem::Result<Response> {
+    let start = std::time::Instant::now();
+    let label = match req.uri().path() {
+        p if p == &*webhook_path => "webhook",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    };
+    let resp = ep.call(req).await.map(IntoResponse::into_response);
+    let status = match &resp {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status().as_u16(),
+    };
+    metrics::histogram!("printbell_http_request_duration_seconds", "path" => label, "status" => status.to_string())
+        .record(start.elapsed().as_secs_f64());
+    resp
 }
 
 /// `{"error": "..."}` with a status.
@@ -36,8 +76,10 @@ pub fn app(state: Arc<AppState>, webhook_path: &str, with_metrics: bool) -> impl
     if with_metrics {
         route = route.at("/metrics", get(ops::metrics_endpoint));
     }
+    let path: std::sync::Arc<str> = webhook_path.into();
     route
         .data(state)
+        .around(move |ep, req| timed(ep, req, path.clone()))
         .catch_error(|_: poem::error::NotFoundError| async {
             json_error(StatusCode::NOT_FOUND, "no such path")
         })

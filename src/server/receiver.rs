@@ -33,8 +33,28 @@ fn rejected(reason: &'static str, status: StatusCode, message: String) -> Respon
     json_error(status, &message)
 }
 
+/// A body not received within this is abandoned (slow or stalled client).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn busy() -> Response {
+    let mut resp = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many events are being handled right now; nothing was stored, send it again shortly",
+    );
+    resp.headers_mut().insert(
+        poem::http::header::RETRY_AFTER,
+        poem::http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
 #[handler]
 pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
+    let Ok(_permit) = state.in_flight.try_acquire() else {
+        metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected", "reason" => "busy")
+            .increment(1);
+        return busy();
+    };
     let loaded = state.live.get();
     let server = &loaded.config.server;
     let max = server.max_body_bytes as usize;
@@ -51,7 +71,18 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
             format!("the request body is larger than max_body_bytes ({max} bytes)"),
         );
     }
-    let bytes = match body.into_bytes_limit(max).await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, body.into_bytes_limit(max)).await;
+    let Ok(read) = read else {
+        return rejected(
+            "timeout",
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(poem::error::ReadBodyError::PayloadTooLarge) => {
             return rejected(

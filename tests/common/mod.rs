@@ -178,6 +178,16 @@ pub struct ChildService {
 impl ChildService {
     /// Starts `printbell serve --config FILE` on `port` and waits for /healthz.
     pub async fn start(config: &Path, port: u16, log_dir: &Path, tag: &str) -> ChildService {
+        Self::start_with_env(config, port, log_dir, tag, &[]).await
+    }
+
+    pub async fn start_with_env(
+        config: &Path,
+        port: u16,
+        log_dir: &Path,
+        tag: &str,
+        envs: &[(&str, &str)],
+    ) -> ChildService {
         let stderr_path = log_dir.join(format!("stderr-{tag}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let child = Command::new(bin())
@@ -185,6 +195,7 @@ impl ChildService {
             .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .env_remove("PRINTBELL_CONFIG")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
