@@ -3,6 +3,7 @@
 
 use crate::delivery::Workers;
 use crate::loaded::{Live, Loaded};
+use crate::server::guard::GuardedAcceptor;
 use crate::server::{self, AppState};
 use crate::store::{now_ms, schema, Store};
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
@@ -31,6 +32,7 @@ pub struct Running {
 async fn bind(
     listen: &str,
     what: &str,
+    request_timeout: Duration,
 ) -> Result<(poem::listener::BoxAcceptor, SocketAddr), String> {
     let acceptor = TcpListener::bind(listen.to_string())
         .into_acceptor()
@@ -41,7 +43,10 @@ async fn bind(
         .into_iter()
         .find_map(|a| a.as_socket_addr().copied())
         .ok_or_else(|| format!("cannot tell the address bound for {listen}"))?;
-    Ok((acceptor.boxed(), addr))
+    Ok((
+        GuardedAcceptor::new(acceptor, request_timeout).boxed(),
+        addr,
+    ))
 }
 
 /// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
@@ -53,6 +58,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let metrics_listen = config.server.metrics_listen.clone();
     let webhook_path = config.server.webhook_path.clone();
     let retention = config.store.retention;
+    let request_timeout = config.server.request_timeout;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -62,12 +68,12 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
     server::ops::recorder();
 
     let mut servers = Vec::new();
-    let (acceptor, addr) = bind(&listen, "server.listen").await?;
+    let (acceptor, addr) = bind(&listen, "server.listen", request_timeout).await?;
     let app = server::app(state.clone(), &webhook_path, metrics_listen.is_none());
     servers.push(spawn_server(acceptor, app, shutdown_rx.clone()));
     let mut metrics_addr = None;
     if let Some(m) = &metrics_listen {
-        let (acceptor, maddr) = bind(m, "server.metrics_listen").await?;
+        let (acceptor, maddr) = bind(m, "server.metrics_listen", request_timeout).await?;
         metrics_addr = Some(maddr);
         servers.push(spawn_server(
             acceptor,

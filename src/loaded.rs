@@ -13,9 +13,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads, validates and compiles a config file; every problem is reported at once.
+    /// Reads, validates and compiles a config file; every problem is reported at once,
+    /// template errors included even when other parts of the file are wrong.
     pub fn from_file(path: &Path) -> Result<Loaded, ConfigError> {
-        Loaded::from_config(config::load(path)?)
+        let (partial, mut problems) = config::load_partial(path);
+        match partial.map(Loaded::from_config) {
+            Some(Ok(loaded)) if problems.is_empty() => return Ok(loaded),
+            Some(Err(e)) => problems.extend(e.problems),
+            _ => {}
+        }
+        config::sort_problems(&mut problems);
+        Err(ConfigError { problems })
     }
 
     pub fn from_config(config: Config) -> Result<Loaded, ConfigError> {

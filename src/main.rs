@@ -200,7 +200,19 @@ fn run(cli: Cli) -> CommandResult {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors are invalid input: exit 1 (SPEC §1), not clap's default 2.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
     init_logging(cli.log_format, cli.log_level.as_deref());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

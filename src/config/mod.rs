@@ -2,15 +2,16 @@
 //!
 //! Loading never stops at the first mistake when it can go on: every problem found is
 //! returned at once, each with its file, line and column, so `printbell check` lists them all.
-//! Serde syntax errors (bad TOML, unknown keys) are the exception: they end parsing.
+//! A TOML syntax error is the exception: it ends parsing. A key serde rejects (unknown, or
+//! of the wrong type) is reported, set aside, and the rest of the file is read again.
 
 mod problems;
 mod raw;
 
-pub use problems::{line_col, nearest, ConfigError, Problem, Problems};
+pub use problems::{line_col, nearest, sort as sort_problems, ConfigError, Problem, Problems};
 
 use crate::event::EVENT_TYPES;
-use raw::{RawConfig, RawKind, RawTemplate, SString};
+use raw::{RawConfig, RawTemplate, SString};
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub secret: Option<String>,
     pub max_body_bytes: u64,
     pub metrics_listen: Option<String>,
+    /// From a request's first byte to the answer; slower connections are closed.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -207,15 +210,31 @@ pub fn default_path() -> PathBuf {
 
 /// Reads and validates a config file, reporting every problem found.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![Problem {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            message: format!("cannot read the config file: {e}"),
-        }],
-    })?;
-    parse(path, &source, &|name| std::env::var(name).ok())
+    into_result(load_partial(path))
+}
+
+/// Like [`load`], but also returns the config as far as it could be built when there are
+/// problems (`None` only when the file cannot be read or is not TOML), so later checks such
+/// as template compilation can still report theirs.
+pub fn load_partial(path: &Path) -> (Option<Config>, Vec<Problem>) {
+    match std::fs::read_to_string(path) {
+        Ok(source) => parse_partial(path, &source, &|name| std::env::var(name).ok()),
+        Err(e) => {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                "the config file does not exist (give one with --config FILE or $PRINTBELL_CONFIG)"
+                    .to_string()
+            } else {
+                format!("cannot read the config file: {e}")
+            };
+            let problem = Problem {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message,
+            };
+            (None, vec![problem])
+        }
+    }
 }
 
 /// Validates config text; `env` looks up `${VAR}` values (the process environment in `load`).
@@ -224,15 +243,25 @@ pub fn parse(
     source: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    into_result(parse_partial(file, source, env))
+}
+
+fn into_result((config, problems): (Option<Config>, Vec<Problem>)) -> Result<Config, ConfigError> {
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+/// [`parse`], returning what could be built along with every problem (see [`load_partial`]).
+pub fn parse_partial(
+    file: &Path,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Config>, Vec<Problem>) {
     let mut problems = Problems::new(file, source);
-    let raw: RawConfig = match toml::from_str(source) {
-        Ok(raw) => raw,
-        Err(e) => {
-            problems.at(e.span(), problems::explain_serde_message(e.message()));
-            return Err(ConfigError {
-                problems: problems.list,
-            });
-        }
+    let Some(raw) = deserialize_all(source, &mut problems) else {
+        return (None, problems.list);
     };
     let mut v = Validator {
         p: problems,
@@ -241,8 +270,77 @@ pub fn parse(
         warnings: Vec::new(),
     };
     let config = v.config(file, raw);
-    v.p.into_result()?;
-    Ok(config)
+    let mut problems = v.p.list;
+    problems::sort(&mut problems);
+    (Some(config), problems)
+}
+
+/// Deserializes the document, reporting every entry serde rejects rather than only the
+/// first: the rejected entry is reported, removed, and the document read again.
+fn deserialize_all(source: &str, problems: &mut Problems<'_>) -> Option<RawConfig> {
+    use serde::Deserialize;
+    let mut doc = match toml::de::DeTable::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let mut message = e.message().trim().to_string();
+            if let Some(key) = e.span().and_then(|span| source.get(span)) {
+                if message == "duplicate key" && !key.contains('\n') {
+                    message = format!("duplicate key `{key}`");
+                }
+            }
+            problems.at(e.span(), message);
+            return None;
+        }
+    };
+    // Each round removes one entry, so this ends; the bound is a safety net.
+    for _ in 0..1000 {
+        match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
+            Ok(raw) => return Some(raw),
+            Err(e) => {
+                let removed = e
+                    .span()
+                    .and_then(|span| remove_entry_at(doc.get_mut(), span.start));
+                let message = problems::explain_serde_message(e.message());
+                let message = match &removed {
+                    // Serde names the unknown key itself; other errors only the value.
+                    Some(key) if !message.starts_with("unknown key") => {
+                        format!("`{key}`: {message}")
+                    }
+                    _ => message,
+                };
+                problems.at(e.span(), message);
+                removed.as_ref()?;
+            }
+        }
+    }
+    None
+}
+
+/// Removes the innermost table entry whose key or value is at `offset`; returns its dotted
+/// key (e.g. `server.listen`).
+fn remove_entry_at(table: &mut toml::de::DeTable<'_>, offset: usize) -> Option<String> {
+    let inside = |span: std::ops::Range<usize>| span.start <= offset && offset < span.end;
+    let mut hit = None;
+    for (key, value) in table.iter_mut() {
+        if let Some(inner) = remove_nested(value.get_mut(), offset) {
+            return Some(format!("{}.{inner}", key.get_ref()));
+        }
+        if hit.is_none() && (inside(key.span()) || inside(value.span())) {
+            hit = Some(key.get_ref().to_string());
+        }
+    }
+    let key = hit?;
+    table.remove(key.as_str()).map(|_| key)
+}
+
+fn remove_nested(value: &mut toml::de::DeValue<'_>, offset: usize) -> Option<String> {
+    match value {
+        toml::de::DeValue::Table(t) => remove_entry_at(t, offset),
+        toml::de::DeValue::Array(items) => items
+            .iter_mut()
+            .find_map(|item| remove_nested(item.get_mut(), offset)),
+        _ => None,
+    }
 }
 
 struct Validator<'a> {
@@ -361,11 +459,14 @@ impl Validator<'_> {
             }
         }
         let templates = self.templates(&raw.templates, "templates");
+        // Every name written in the file, valid or not: a route naming a destination whose
+        // own definition has problems is not also told that it names an undefined one.
+        let defined: Vec<&str> = raw.destinations.keys().map(|s| s.as_str()).collect();
         let routes = raw
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| self.route(i + 1, r, &destinations))
+            .filter_map(|(i, r)| self.route(i + 1, r, &destinations, &defined))
             .collect();
         if server.secret.is_none() && !is_loopback_listen(&server.listen) {
             self.warnings.push(format!(
@@ -445,12 +546,18 @@ impl Validator<'_> {
             .metrics_listen
             .as_ref()
             .and_then(|s| self.expand(s, "server.metrics_listen"));
+        let request_timeout = self.duration(
+            &raw.request_timeout,
+            "server.request_timeout",
+            Duration::from_secs(30),
+        );
         ServerConfig {
             listen,
             webhook_path,
             secret,
             max_body_bytes,
             metrics_listen,
+            request_timeout,
         }
     }
 
@@ -461,12 +568,31 @@ impl Validator<'_> {
     ) -> Option<Destination> {
         let span = Some(d.span());
         let d = d.get_ref();
-        let kind = match d.kind.get_ref() {
-            RawKind::Slack => Kind::Slack,
-            RawKind::Discord => Kind::Discord,
-            RawKind::Console => Kind::Console,
-        };
         let key = |k: &str| format!("destinations.{name}.{k}");
+        let kind = match &d.kind {
+            Some(k) => match Kind::parse(k.get_ref().trim()) {
+                Some(kind) => kind,
+                None => {
+                    let kinds = ["slack", "discord", "console"];
+                    let hint = match nearest(k.get_ref().trim(), kinds) {
+                        Some(best) => format!("; did you mean `{best}`?"),
+                        None => format!("; expected one of: {}", kinds.join(", ")),
+                    };
+                    self.p.at(
+                        Some(k.span()),
+                        format!("`{}`: unknown kind `{}`{hint}", key("kind"), k.get_ref()),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                self.p.at(
+                    span,
+                    format!("destination `{name}` needs `kind` (slack, discord or console)"),
+                );
+                return None;
+            }
+        };
         for (field, value) in [
             ("username", &d.username),
             ("avatar_url", &d.avatar_url),
@@ -613,7 +739,7 @@ impl Validator<'_> {
             };
             let mut field = |s: &Option<SString>, name: &str| {
                 s.as_ref().and_then(|s| {
-                    let line = self.p.line_of(s.span().start);
+                    let line = self.p.first_line_of_string(s.span());
                     self.expand(s, &format!("{where_}.\"{ty}\".{name}"))
                         .map(|v| (v, line))
                 })
@@ -632,6 +758,7 @@ impl Validator<'_> {
         number: usize,
         r: &toml::Spanned<raw::RawRoute>,
         destinations: &BTreeMap<String, Destination>,
+        defined: &[&str],
     ) -> Option<Route> {
         let route_span = r.span();
         let r = r.get_ref();
@@ -662,10 +789,23 @@ impl Validator<'_> {
             }
             None => EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
         };
-        if r.to.get_ref().is_empty() {
-            self.p
-                .at(Some(r.to.span()), format!("{label} has an empty `to` list"));
-        }
+        let no_destinations = Vec::new();
+        let to_list = match &r.to {
+            Some(to) => {
+                if to.get_ref().is_empty() {
+                    self.p
+                        .at(Some(to.span()), format!("{label} has an empty `to` list"));
+                }
+                to.get_ref()
+            }
+            None => {
+                self.p.at(
+                    Some(route_span.clone()),
+                    format!("{label} needs `to`, the destinations it sends to"),
+                );
+                &no_destinations
+            }
+        };
         let mut mention = Vec::new();
         for m in &r.mention {
             match Mention::parse(m.get_ref().trim()) {
@@ -674,7 +814,7 @@ impl Validator<'_> {
             }
         }
         let mut to = Vec::new();
-        for dest in r.to.get_ref() {
+        for dest in to_list {
             let name = dest.get_ref();
             match destinations.get(name) {
                 Some(d) => {
@@ -692,8 +832,10 @@ impl Validator<'_> {
                     }
                     to.push(name.clone());
                 }
+                // Defined but invalid: its own problems are already reported.
+                None if defined.contains(&name.as_str()) => {}
                 None => {
-                    let hint = nearest(name, destinations.keys().map(|s| s.as_str()))
+                    let hint = nearest(name, defined.iter().copied())
                         .map(|b| format!("; did you mean `{b}`?"))
                         .unwrap_or_default();
                     self.p.at(
@@ -747,7 +889,7 @@ pub fn parse_webhook_url(kind: Kind, text: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme `{}` is not http or https", url.scheme()));
     }
-    if url.host_str().is_none_or(|h| h.is_empty()) {
+    if url.host_str().map_or(true, |h| h.is_empty()) {
         return Err("it has no host".into());
     }
     if kind == Kind::Discord {

@@ -85,6 +85,19 @@ impl<'a> Problems<'a> {
         line_col(self.source, offset).0
     }
 
+    /// The line a string value's text starts on: a multi-line string (`"""` or `'''`)
+    /// drops a newline right after its opening quotes, so its text starts one line below.
+    pub fn first_line_of_string(&self, span: Range<usize>) -> usize {
+        let line = self.line_of(span.start);
+        let value = self.source.get(span).unwrap_or_default();
+        let multi_line = ["\"\"\"", "'''"].iter().any(|q| {
+            value
+                .strip_prefix(q)
+                .is_some_and(|rest| rest.starts_with('\n') || rest.starts_with("\r\n"))
+        });
+        line + usize::from(multi_line)
+    }
+
     pub fn into_result(self) -> Result<(), ConfigError> {
         if self.list.is_empty() {
             Ok(())
@@ -94,6 +107,11 @@ impl<'a> Problems<'a> {
             })
         }
     }
+}
+
+/// Orders problems as they appear in the file (those without a place last).
+pub fn sort(problems: &mut [Problem]) {
+    problems.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -139,7 +157,9 @@ pub fn explain_serde_message(message: &str) -> String {
         }
         return out;
     }
-    message.to_string()
+    message
+        .replace("expected i64", "expected an integer")
+        .replace("expected u64", "expected an integer")
 }
 
 #[cfg(test)]

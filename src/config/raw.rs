@@ -1,6 +1,8 @@
 //! The config file exactly as written: serde shapes with spans, before any validation.
 //!
 //! Every table denies unknown keys so a typo is an error, not a silently ignored setting.
+//! Values checked against a fixed list (`kind`) and required keys (`kind`, `to`) are read as
+//! plain options and validated afterwards, so one such mistake does not hide the others.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ pub struct RawServer {
     pub secret: Option<SString>,
     pub max_body_bytes: Option<Spanned<i64>>,
     pub metrics_listen: Option<SString>,
+    pub request_timeout: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -50,18 +53,10 @@ pub struct RawDelivery {
     pub max_age: Option<SString>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RawKind {
-    Slack,
-    Discord,
-    Console,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
-    pub kind: Spanned<RawKind>,
+    pub kind: Option<SString>,
     pub url: Option<SString>,
     pub url_file: Option<SString>,
     pub username: Option<SString>,
@@ -76,7 +71,7 @@ pub struct RawRoute {
     pub tags: Option<Vec<SString>>,
     pub untagged: Option<bool>,
     pub events: Option<Vec<SString>>,
-    pub to: Spanned<Vec<SString>>,
+    pub to: Option<Spanned<Vec<SString>>>,
     #[serde(default)]
     pub mention: Vec<SString>,
     #[serde(default)]

@@ -6,7 +6,7 @@ use crate::config::Mention;
 use serde_json::{json, Value};
 
 pub fn body(msg: &Message<'_>) -> Value {
-    let images: Vec<&str> = msg
+    let images: Vec<String> = msg
         .images()
         .into_iter()
         .filter_map(|i| attachable_url(i.url.as_deref(), 3000))

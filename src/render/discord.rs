@@ -104,7 +104,7 @@ fn link_safe(url: &str) -> String {
 pub fn body(msg: &Message<'_>) -> Value {
     let g = &msg.event.generation;
     let (content, allowed_mentions) = mentions(msg.mention);
-    let images: Vec<&str> = msg
+    let images: Vec<String> = msg
         .images()
         .into_iter()
         .filter_map(|img| attachable_url(img.url.as_deref(), URL_MAX))

@@ -100,8 +100,13 @@ impl Renderer {
     }
 }
 
-/// `http`/`https` URLs of at most `max` characters; anything else is never attached.
-pub fn attachable_url(url: Option<&str>, max: usize) -> Option<&str> {
-    let url = url?.trim();
-    (url.len() <= max && crate::config::is_http_url(url)).then_some(url)
+/// `http`/`https` URLs, normalised (spaces and other unsafe characters percent-encoded), of
+/// at most `max` characters; anything else is never attached.
+pub fn attachable_url(url: Option<&str>, max: usize) -> Option<String> {
+    let url = reqwest::Url::parse(url?.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return None;
+    }
+    let text = String::from(url);
+    (text.len() <= max).then_some(text)
 }

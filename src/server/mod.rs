@@ -1,6 +1,7 @@
 //! The HTTP interface (poem): the webhook receiver and the operations endpoints.
 
 pub mod auth;
+pub mod guard;
 pub mod ops;
 pub mod receiver;
 
