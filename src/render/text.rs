@@ -42,9 +42,21 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 /// Escapes Slack's three control characters so event text can never form `<!channel>`,
 /// `<@U…>`, `<#C…>`, `<!subteam^…>` or `<url|label>`. Slack decodes only these three entities.
+/// Runs of three backticks are broken with a zero-width space so event text cannot open a
+/// code block that swallows the rest of the message (mrkdwn has no backslash escape).
 pub fn escape_slack(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    let mut backticks = 0;
     for c in s.chars() {
+        if c == '`' {
+            if backticks == 2 {
+                out.push('\u{200B}');
+                backticks = 0;
+            }
+            backticks += 1;
+        } else {
+            backticks = 0;
+        }
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -132,6 +144,13 @@ mod tests {
             "&lt;!channel&gt; &lt;@U1&gt; &lt;https://evil|click&gt; &amp; co"
         );
         assert!(!e.contains('<') && !e.contains('>'));
+    }
+
+    #[test]
+    fn slack_escaping_breaks_code_fences() {
+        let e = escape_slack("a ``` b ```` c");
+        assert!(!e.contains("```"), "{e}");
+        assert_eq!(e.replace('\u{200B}', ""), "a ``` b ```` c");
     }
 
     #[test]
