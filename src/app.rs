@@ -57,7 +57,6 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let listen = config.server.listen.clone();
     let metrics_listen = config.server.metrics_listen.clone();
     let webhook_path = config.server.webhook_path.clone();
-    let retention = config.store.retention;
     let request_timeout = config.server.request_timeout;
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -81,7 +80,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
             shutdown_rx.clone(),
         ));
     }
-    tokio::spawn(housekeeping(store.clone(), retention, shutdown_rx));
+    tokio::spawn(housekeeping(store.clone(), live.clone(), shutdown_rx));
     tracing::info!(%addr, webhook_path = %webhook_path, store = %store.path().display(), "printbell is listening");
     Ok(Running {
         addr,
@@ -113,9 +112,11 @@ fn spawn_server(
     })
 }
 
-/// Purges done deliveries and old event ids every hour (and once at start).
-async fn housekeeping(store: Store, retention: Duration, mut stop: watch::Receiver<bool>) {
+/// Purges done deliveries and old event ids every hour (and once at start), with the
+/// retention of the config in force.
+async fn housekeeping(store: Store, live: Live, mut stop: watch::Receiver<bool>) {
     loop {
+        let retention = live.get().config.store.retention;
         let before = now_ms() - retention.as_millis() as i64;
         match store
             .run_patiently(move |c| schema::purge(c, before, false))
@@ -161,6 +162,11 @@ impl Running {
                     || new.config.server.metrics_listen != old.config.server.metrics_listen
                 {
                     tracing::warn!("server.listen, server.webhook_path, server.metrics_listen and store.path changes take effect only after a restart");
+                }
+                if new.config.delivery.timeout != old.config.delivery.timeout
+                    || new.config.server.request_timeout != old.config.server.request_timeout
+                {
+                    tracing::warn!("delivery.timeout and server.request_timeout changes take effect only after a restart");
                 }
                 for w in &new.config.warnings {
                     tracing::warn!("{w}");

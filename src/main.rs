@@ -134,7 +134,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn store_path(config_path: &Path, given: Option<PathBuf>) -> Result<PathBuf, Failure> {
     match given {
         Some(p) => Ok(p),
-        None => Ok(config::load(config_path).map_err(Failure::from)?.store.path),
+        // Only store.path is needed: a config whose webhook env vars are unset still names it.
+        None => match config::load_partial(config_path) {
+            (Some(c), _) => Ok(c.store.path),
+            (None, problems) => Err(Failure::from(config::ConfigError { problems })),
+        },
     }
 }
 

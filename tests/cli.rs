@@ -1355,3 +1355,37 @@ fn help_lists_the_subcommands() {
     let (code, _, err) = cli(&["frobnicate"], &[]);
     assert_ne!(code, 0, "{err}");
 }
+
+#[test]
+fn check_refuses_templates_that_cannot_render_or_would_skip_escaping() {
+    let cfg = Cfg::new(
+        r#"[destinations.stdout]
+kind = "console"
+
+[[routes]]
+to = ["stdout"]
+
+[templates."print.failed"]
+title = "{{ generation.prompt | safe }}"
+text = "{{ generation.nope.deeper }}"
+"#,
+    );
+    let (code, out, err) = cli(&["check", "--config", cfg.p()], &[]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let all = problems(&err, &cfg.path);
+    let p = problem(&all, &["print.failed", "title", "safe"], &err);
+    assert_eq!(p.line, cfg.line_of("| safe"), "{err}");
+    problem(&all, &["print.failed", "text", "undefined"], &err);
+    assert_eq!(all.len(), 2, "{err}");
+}
+
+#[test]
+fn check_warns_when_no_secret_guards_a_public_listener() {
+    let cfg = Cfg::new("[server]\nlisten = \"0.0.0.0:8080\"\n[destinations.o]\nkind = \"console\"\n[[routes]]\nto = [\"o\"]\n");
+    let (code, out, err) = cli(&["check", "--config", cfg.p()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("warning: server.secret is not set"), "{out}");
+    let cfg = Cfg::new("[server]\nlisten = \"127.0.0.1:8080\"\n[destinations.o]\nkind = \"console\"\n[[routes]]\nto = [\"o\"]\n");
+    let (_, out, _) = cli(&["check", "--config", cfg.p()], &[]);
+    assert!(!out.contains("warning"), "{out}");
+}

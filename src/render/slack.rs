@@ -38,10 +38,11 @@ pub fn body(msg: &Message<'_>) -> Value {
         .map(mention_text)
         .filter(|m| !m.is_empty())
         .collect();
+    let mention_line = mentions.join(" ");
     let mention_prefix = if mentions.is_empty() {
         String::new()
     } else {
-        format!("{} ", mentions.join(" "))
+        format!("{mention_line} ")
     };
     let title = if msg.title.trim().is_empty() {
         escape_slack(&msg.event.event_type)
@@ -53,7 +54,12 @@ pub fn body(msg: &Message<'_>) -> Value {
         "type": "header",
         "text": {"type": "plain_text", "text": truncate(&title, HEADER_MAX), "emoji": true},
     })];
-    let section = format!("{mention_prefix}{}", msg.text);
+    // Mentions on a line of their own so a template starting with a `> ` quote stays a quote.
+    let section = match (mention_line.is_empty(), msg.text.is_empty()) {
+        (true, _) => msg.text.clone(),
+        (false, true) => mention_line.clone(),
+        (false, false) => format!("{mention_line}\n{}", msg.text),
+    };
     if !section.trim().is_empty() {
         blocks.push(json!({
             "type": "section",

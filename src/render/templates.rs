@@ -142,6 +142,8 @@ fn new_env() -> Environment<'static> {
         out.write_str(&escaped)
             .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "could not write"))
     });
+    // `safe` would let event text through unescaped (and so ping or forge links): not offered.
+    env.remove_filter("safe");
     env.add_filter("quote", |state: &State, value: Value| -> Value {
         if value.is_none() || value.is_undefined() {
             return Value::from_safe_string(String::new());
@@ -186,7 +188,10 @@ impl Templates {
             for (ty, src) in map {
                 for (field, value) in [(Field::Title, &src.title), (Field::Text, &src.text)] {
                     if let Some((text, line)) = value {
-                        if let Err(e) = t.add(scope, ty, field, text) {
+                        let tried = t
+                            .add(scope, ty, field, text)
+                            .and_then(|()| t.try_on_sample(scope, ty, field));
+                        if let Err(e) = tried {
                             problems.push(problem(config, label, ty, field, *line, &e));
                         }
                     }
@@ -217,6 +222,25 @@ impl Templates {
                 .add_template_owned(template_name(scope, ty, field, escape), src.to_string())?;
         }
         self.present.insert((scope, ty.to_string(), field));
+        Ok(())
+    }
+
+    /// Renders a freshly added template against the built-in sample of its event type, for
+    /// every platform, so a template that cannot render (an unknown filter such as `safe`, a
+    /// type error) is a config error now rather than a fallback at run time.
+    fn try_on_sample(&self, scope: Scope, ty: &str, field: Field) -> Result<(), minijinja::Error> {
+        let Some(sample) = crate::samples::sample(ty) else {
+            return Ok(());
+        };
+        let Ok(event) = crate::event::parse(sample.as_bytes()) else {
+            return Ok(());
+        };
+        let ctx = context(&event);
+        for escape in Escape::ALL {
+            self.env
+                .get_template(&template_name(scope, ty, field, escape))?
+                .render(&ctx)?;
+        }
         Ok(())
     }
 
@@ -299,8 +323,8 @@ struct EventCtx<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     event_type: &'a str,
-    created: Option<f64>,
-    api_version: Option<f64>,
+    created: Option<serde_json::Value>,
+    api_version: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -330,6 +354,15 @@ struct ProgressCtx {
     total: u64,
 }
 
+/// Whole numbers as integers, so `{{ event.created }}` shows 1796030102, not 1796030102.0.
+fn number(n: f64) -> serde_json::Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        serde_json::Value::from(n as i64)
+    } else {
+        serde_json::Value::from(n)
+    }
+}
+
 fn context(event: &Event) -> Value {
     let g = &event.generation;
     let (done, total) = g.progress();
@@ -337,8 +370,8 @@ fn context(event: &Event) -> Value {
         event: EventCtx {
             id: &event.id,
             event_type: &event.event_type,
-            created: event.created,
-            api_version: event.api_version,
+            created: event.created.map(number),
+            api_version: event.api_version.map(number),
         },
         generation: GenerationCtx {
             id: &g.id,

@@ -26,9 +26,16 @@ fn type_label(t: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn rejected(reason: &'static str, status: StatusCode, message: String) -> Response {
-    metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected", "reason" => reason)
+/// Counts a rejection: `printbell_events_total{type="unknown",outcome="rejected"}` (the type is
+/// not known before parsing) and `printbell_events_rejected_total{reason}`.
+fn count_rejected(event_type: &'static str, reason: &'static str) {
+    metrics::counter!("printbell_events_total", "type" => event_type, "outcome" => "rejected")
         .increment(1);
+    metrics::counter!("printbell_events_rejected_total", "reason" => reason).increment(1);
+}
+
+fn rejected(reason: &'static str, status: StatusCode, message: String) -> Response {
+    count_rejected("unknown", reason);
     tracing::info!(status = status.as_u16(), reason, error = %message, "event rejected");
     json_error(status, &message)
 }
@@ -51,8 +58,7 @@ fn busy() -> Response {
 #[handler]
 pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> Response {
     let Ok(_permit) = state.in_flight.try_acquire() else {
-        metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected", "reason" => "busy")
-            .increment(1);
+        count_rejected("unknown", "busy");
         return busy();
     };
     let loaded = state.live.get();
@@ -180,7 +186,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
                 "5"
             };
             tracing::error!(event = %event.id, error = %e, "could not store the event");
-            metrics::counter!("printbell_events_total", "type" => label, "outcome" => "rejected", "reason" => "store_unavailable").increment(1);
+            count_rejected(label, "store_unavailable");
             let mut resp = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the store cannot accept the event right now; nothing was stored, send it again later",
