@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const SLACK_TOKEN: &str = "xoxSlackSecretToken42";
@@ -24,21 +23,7 @@ fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 
 /// Like [`cli`], in another working directory.
 fn cli_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(common::bin());
-    cmd.current_dir(dir)
-        .args(args)
-        .env_remove("PRINTBELL_CONFIG")
-        .env_remove("PRINTBELL_LISTEN")
-        .env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run printbell");
-    let (code, out, err) = (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
+    let (code, out, err) = common::run_cli_in(Some(dir), args, envs);
     assert_no_dump(&out, &err);
     (code, out, err)
 }

@@ -152,7 +152,19 @@ pub fn bin() -> &'static str {
 
 /// Runs the binary to completion: (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    run_cli_in(None, args, envs)
+}
+
+/// Like [`run_cli`], optionally in another working directory.
+pub fn run_cli_in(
+    dir: Option<&Path>,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
     cmd.args(args)
         .env_remove("PRINTBELL_CONFIG")
         .env_remove("PRINTBELL_LISTEN")
