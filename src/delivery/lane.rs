@@ -6,7 +6,7 @@
 
 use super::client::{self, Outcome, RateHeaders};
 use super::policy::{self, AfterFailure};
-use super::GlobalLimits;
+use super::{GlobalLimits, Webhooks};
 use crate::config::{Destination, Kind};
 use crate::loaded::Live;
 use crate::render::console;
@@ -28,34 +28,38 @@ pub(super) struct Lane {
     pub notify: Arc<Notify>,
     pub shutdown: watch::Receiver<bool>,
     pub global: GlobalLimits,
+    pub webhooks: Webhooks,
 }
 
-/// Client-side pacing so a healthy run never meets a 429.
-struct Pacing {
+/// Client-side pacing of one webhook, so a healthy run never meets a 429. Shared by every lane
+/// posting to that webhook.
+pub(crate) struct Webhook {
     /// Slack: about one message per second, short bursts tolerated.
     slack: DefaultDirectRateLimiter,
-    /// Discord: the bucket is empty until this instant (from X-RateLimit-* headers).
-    discord_blocked_until: Option<Instant>,
+    /// Discord: held for the whole post, so one post at a time goes to the webhook and the
+    /// X-RateLimit-* headers of each answer describe the bucket exactly. The value: the bucket
+    /// is empty until this instant.
+    discord: tokio::sync::Mutex<Option<Instant>>,
 }
 
-impl Pacing {
-    fn new() -> Pacing {
+impl Webhook {
+    fn new() -> Webhook {
         let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
-        Pacing {
+        Webhook {
             slack: RateLimiter::direct(Quota::with_period(Duration::from_secs(1)).map_or_else(
                 || Quota::per_second(NonZeroU32::MIN),
                 |q| q.allow_burst(burst),
             )),
-            discord_blocked_until: None,
+            discord: tokio::sync::Mutex::new(None),
         }
     }
 }
 
 impl Lane {
     pub async fn run(mut self) {
-        let mut pacing = Pacing::new();
         loop {
-            if *self.shutdown.borrow() {
+            // A dropped sender (the service was dropped without `stop`) also ends the lane.
+            if *self.shutdown.borrow() || self.shutdown.has_changed().is_err() {
                 break;
             }
             let name = self.name.clone();
@@ -101,13 +105,47 @@ impl Lane {
                 self.idle(wait.min(POLL)).await;
                 continue;
             }
-            if let Some(wait) = self.pacing_wait(dest, &mut pacing) {
-                self.idle(wait.min(POLL)).await;
-                continue;
-            }
             let dest = dest.clone();
             drop(loaded);
-            self.attempt(&dest, delivery, &mut pacing).await;
+            match dest.kind {
+                Kind::Discord => {
+                    let hook = self.webhook(&dest);
+                    let mut bucket = tokio::select! {
+                        b = hook.discord.lock() => b,
+                        _ = self.shutdown.changed() => continue,
+                    };
+                    if let Some(wait) = self.discord_wait(&dest, *bucket) {
+                        drop(bucket);
+                        self.idle(wait.min(POLL)).await;
+                        continue;
+                    }
+                    self.attempt(&dest, delivery, Some(&mut *bucket)).await;
+                }
+                Kind::Slack => {
+                    let hook = self.webhook(&dest);
+                    if let Err(not_until) = hook.slack.check() {
+                        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                            &governor::clock::DefaultClock::default(),
+                        ));
+                        self.idle(wait.min(POLL)).await;
+                        continue;
+                    }
+                    self.attempt(&dest, delivery, None).await;
+                }
+                Kind::Console => self.attempt(&dest, delivery, None).await,
+            }
+        }
+    }
+
+    /// The shared pacing state of the destination's webhook.
+    fn webhook(&self, dest: &Destination) -> Arc<Webhook> {
+        let key = webhook_key(dest);
+        match self.webhooks.lock() {
+            Ok(mut hooks) => hooks
+                .entry(key)
+                .or_insert_with(|| Arc::new(Webhook::new()))
+                .clone(),
+            Err(_) => Arc::new(Webhook::new()),
         }
     }
 
@@ -120,30 +158,28 @@ impl Lane {
         }
     }
 
-    fn pacing_wait(&self, dest: &Destination, pacing: &mut Pacing) -> Option<Duration> {
+    /// How long Discord's limits hold the next post back: the global limit of the host, or
+    /// the webhook's bucket (`bucket`: empty until then).
+    fn discord_wait(&self, dest: &Destination, bucket: Option<Instant>) -> Option<Duration> {
         let now = Instant::now();
-        match dest.kind {
-            Kind::Slack => pacing.slack.check().err().map(|not_until| {
-                not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ))
-            }),
-            Kind::Discord => {
-                let host = host_of(dest);
-                let global = self
-                    .global
-                    .lock()
-                    .ok()
-                    .and_then(|g| g.get(&host).copied())
-                    .filter(|t| *t > now);
-                let bucket = pacing.discord_blocked_until.filter(|t| *t > now);
-                global.max(bucket).map(|t| t - now)
-            }
-            Kind::Console => None,
-        }
+        let host = host_of(dest);
+        let global = self
+            .global
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&host).copied())
+            .filter(|t| *t > now);
+        let bucket = bucket.filter(|t| *t > now);
+        global.max(bucket).map(|t| t - now)
     }
 
-    async fn attempt(&mut self, dest: &Destination, d: Delivery, pacing: &mut Pacing) {
+    /// Posts `d`. `bucket`: for Discord, the webhook's bucket state (its lock is held).
+    async fn attempt(
+        &mut self,
+        dest: &Destination,
+        d: Delivery,
+        mut bucket: Option<&mut Option<Instant>>,
+    ) {
         let attempt = d.attempts + 1;
         let (outcome, rate) = if dest.kind == Kind::Console {
             match serde_json::from_str(&d.body) {
@@ -168,8 +204,8 @@ impl Lane {
         } else {
             client::post(&self.client, dest, &d.body).await
         };
-        if let Some(rate) = rate {
-            note_bucket(pacing, rate);
+        if let (Some(rate), Some(b)) = (rate, bucket.as_deref_mut()) {
+            note_bucket(b, rate);
         }
         let now = now_ms();
         match outcome {
@@ -199,8 +235,8 @@ impl Lane {
                     if let Ok(mut g) = self.global.lock() {
                         g.insert(host_of(dest), until);
                     }
-                } else {
-                    pacing.discord_blocked_until = Some(until);
+                } else if let Some(b) = bucket {
+                    *b = Some(until);
                 }
                 let next = now + wait.as_millis() as i64;
                 let note = format!("rate limited; waiting {:.3} s", wait.as_secs_f64());
@@ -266,11 +302,23 @@ impl Lane {
     }
 }
 
-/// Records Discord's bucket state: with nothing remaining, the lane waits for the reset.
-fn note_bucket(pacing: &mut Pacing, rate: RateHeaders) {
+/// Records Discord's bucket state: with nothing remaining, posts wait for the reset.
+fn note_bucket(blocked_until: &mut Option<Instant>, rate: RateHeaders) {
     if let (Some(0), Some(reset)) = (rate.remaining, rate.reset_after) {
-        pacing.discord_blocked_until = Some(Instant::now() + reset);
+        *blocked_until = Some(Instant::now() + reset);
     }
+}
+
+/// Identifies a webhook across destinations: its kind and URL without query or fragment
+/// (Discord's `thread_id` and `wait` do not make another webhook).
+fn webhook_key(dest: &Destination) -> String {
+    let url = dest.url.as_ref().map(|u| {
+        let mut u = u.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        u.to_string()
+    });
+    format!("{} {}", dest.kind.as_str(), url.unwrap_or_default())
 }
 
 fn host_of(dest: &Destination) -> String {

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - A lane only ever sends what the store holds, and marks a delivery done only after a 2xx.
 //! - Lanes are independent tasks: a failing, slow or rate-limited destination holds up only
-//!   its own lane.
+//!   its own lane (and destinations that post to the very same webhook, which share its
+//!   limits; Discord's global limit holds back every webhook of the host).
 //! - Every schedule (next attempt, rate-limit wait) is written to the store, so a restart
 //!   continues it instead of starting over.
 
@@ -23,6 +24,11 @@ use tokio::task::JoinHandle;
 /// Shared between lanes: when Discord's global limit lifts, per host.
 pub(crate) type GlobalLimits = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// Shared between lanes: the pacing state of each webhook (by URL without query), so that
+/// destinations posting to one webhook (e.g. one Discord webhook with two `thread_id`s) share
+/// its rate limit instead of each spending it in full.
+pub(crate) type Webhooks = Arc<Mutex<HashMap<String, Arc<lane::Webhook>>>>;
+
 /// The running lanes.
 #[derive(Clone)]
 pub struct Workers {
@@ -35,6 +41,7 @@ struct Inner {
     client: reqwest::Client,
     shutdown: watch::Receiver<bool>,
     global: GlobalLimits,
+    webhooks: Webhooks,
     lanes: Mutex<HashMap<String, (Arc<Notify>, JoinHandle<()>)>>,
 }
 
@@ -60,6 +67,7 @@ impl Workers {
                 client,
                 shutdown,
                 global: Arc::default(),
+                webhooks: Arc::default(),
                 lanes: Mutex::default(),
             }),
         };
@@ -98,6 +106,7 @@ impl Workers {
             notify: notify.clone(),
             shutdown: self.inner.shutdown.clone(),
             global: self.inner.global.clone(),
+            webhooks: self.inner.webhooks.clone(),
         };
         let handle = tokio::spawn(lane.run());
         lanes.insert(destination.to_string(), (notify, handle));
