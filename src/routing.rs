@@ -25,7 +25,7 @@ pub fn route(config: &Config, event: &Event) -> Vec<Target> {
         .collect();
     let mut targets: Vec<Target> = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
-        if !route.events.iter().any(|e| *e == event.event_type) {
+        if !route.events.contains(&event.event_type) {
             continue;
         }
         if route.untagged && !tags.is_empty() {

@@ -499,9 +499,9 @@ impl Validator<'_> {
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
         };
         if listen.parse::<std::net::SocketAddr>().is_err()
-            && !listen
+            && listen
                 .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
         {
             let span = raw.listen.as_ref().map(|s| s.span());
             self.p.at(
@@ -889,7 +889,7 @@ pub fn parse_webhook_url(kind: Kind, text: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme `{}` is not http or https", url.scheme()));
     }
-    if url.host_str().map_or(true, |h| h.is_empty()) {
+    if url.host_str().is_none_or(|h| h.is_empty()) {
         return Err("it has no host".into());
     }
     if kind == Kind::Discord {

@@ -190,10 +190,16 @@ fn rate_limit_wait(kind: Kind, headers: &HeaderMap, body: &str) -> (Duration, bo
         .as_ref()
         .and_then(|v| v.get("retry_after"))
         .and_then(|r| r.as_f64());
+    let from_headers = header_f64(headers, "x-ratelimit-reset-after")
+        .or_else(|| header_f64(headers, "retry-after"));
     let wait = match kind {
-        Kind::Discord => from_json
-            .or_else(|| header_f64(headers, "x-ratelimit-reset-after"))
-            .or_else(|| header_f64(headers, "retry-after")),
+        // v10 sends seconds; older API versions (an unversioned webhook URL may land on one)
+        // send milliseconds. A JSON value far above the headers' seconds is milliseconds.
+        Kind::Discord => match (from_json, from_headers) {
+            (Some(j), Some(h)) if j > (h + 1.0) * 100.0 => Some(j / 1000.0),
+            (Some(j), _) => Some(j),
+            (None, h) => h,
+        },
         _ => header_f64(headers, "retry-after").or(from_json),
     };
     (secs(wait.unwrap_or(1.0)), global)
@@ -271,6 +277,22 @@ mod tests {
                 wait: Duration::from_millis(1500),
                 global: true
             }
+        );
+    }
+
+    #[test]
+    fn discord_429_in_milliseconds_is_recognised() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        let o = classify(
+            Kind::Discord,
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            r#"{"retry_after": 1500, "global": false}"#,
+        );
+        assert!(
+            matches!(o, Outcome::RateLimited { wait, .. } if wait == Duration::from_millis(1500)),
+            "{o:?}"
         );
     }
 

@@ -238,6 +238,17 @@ impl Lane {
                 } else if let Some(b) = bucket {
                     *b = Some(until);
                 }
+                let max_age = self.live.get().config.delivery.max_age;
+                if now - d.started_at >= max_age.as_millis() as i64 {
+                    // Rate limits do not count as attempts, but they do not keep a delivery
+                    // alive for ever either.
+                    let why = format!(
+                        "gave up: still rate limited after max_age ({})",
+                        humantime::format_duration(max_age)
+                    );
+                    self.dead(&d, Some(status), why, false).await;
+                    return;
+                }
                 let next = now + wait.as_millis() as i64;
                 let note = format!("rate limited; waiting {:.3} s", wait.as_secs_f64());
                 let id = d.id;

@@ -29,6 +29,9 @@ pub(crate) type GlobalLimits = Arc<Mutex<HashMap<String, Instant>>>;
 /// its rate limit instead of each spending it in full.
 pub(crate) type Webhooks = Arc<Mutex<HashMap<String, Arc<lane::Webhook>>>>;
 
+/// A lane's wake-up signal and task.
+type LaneHandle = (Arc<Notify>, JoinHandle<()>);
+
 /// The running lanes.
 #[derive(Clone)]
 pub struct Workers {
@@ -42,7 +45,7 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     global: GlobalLimits,
     webhooks: Webhooks,
-    lanes: Mutex<HashMap<String, (Arc<Notify>, JoinHandle<()>)>>,
+    lanes: Mutex<HashMap<String, LaneHandle>>,
 }
 
 impl Workers {

@@ -38,11 +38,14 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type JobFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// Where a job's result goes; taken once, by the completion or the abort.
+type Reply<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>;
 
 /// A unit of work for the writer: `run` does it inside the transaction and returns whether it
 /// succeeded plus how to reply once the commit is known; `abort` replies when it cannot run.
 struct Job {
-    run: Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>,
+    run: JobFn,
     abort: Completion,
 }
 
@@ -88,7 +91,7 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let reply = Arc::new(Mutex::new(Some(tx)));
-        let send = |reply: &Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>, r| {
+        let send = |reply: &Reply<T>, r| {
             if let Some(tx) = reply.lock().ok().and_then(|mut g| g.take()) {
                 let _ = tx.send(r);
             }
