@@ -1,0 +1,1212 @@
+//! `cargo bench --bench pipeline`: printbell's whole pipeline on loopback, in one run.
+//! BENCHMARKS.md explains the figures; this is how they are made.
+//!
+//! * **the limit**: this very binary re-executed as a child process (hidden mode
+//!   `PRINTBELL_BENCH_ROLE=bare`) serving poem 3 with a handler that reads the body and answers
+//!   202, nothing else.
+//! * **printbell**: the real release binary (`CARGO_BIN_EXE_printbell`, built by `cargo bench`)
+//!   as a child process on a temporary store and config; two Discord destinations pointing at
+//!   instant mock sinks in this process (fan-out 2; Discord rather than Slack because printbell
+//!   paces Slack to ~1 message/s per webhook).
+//!
+//! Phases:
+//! 1. ingest, closed loop: `clients` keep-alive connections post fixture events (unique ids,
+//!    rotating types and tags) as fast as they are answered; rounds alternate bare handler /
+//!    printbell, printbell being SIGSTOPped during the bare handler's rounds so its delivery
+//!    lanes do not steal the bare handler's CPU. Ratio = median of the per-round ratios.
+//! 2. the bare handler, open loop at the fixed rate: the latency floor of the HTTP stack, the
+//!    load generator and the machine.
+//! 3. printbell's backlog drains with no new events → delivery throughput. Then SIGKILL, and
+//!    every acknowledged event id is looked up in the store with its two deliveries.
+//! 4. a fresh printbell, open loop at the fixed rate → ack latency and end-to-end latency
+//!    (intended send time → body received by the mock sink).
+//!
+//! RSS comes from /proc/PID/status (VmRSS when idle after start, VmHWM = peak), CPU from
+//! /proc/PID/stat. One summary table is printed at the end. Settings (environment):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `PRINTBELL_BENCH_LOG` | `info` | `RUST_LOG` for printbell (its stderr goes to a file) |
+//! | `PRINTBELL_BENCH_CLIENTS` | `32` | closed-loop concurrent keep-alive clients |
+//! | `PRINTBELL_BENCH_ROUNDS` | `4` | closed-loop rounds, each: bare handler, then printbell |
+//! | `PRINTBELL_BENCH_SECS` | `2` | measured seconds per closed-loop round and server (after 0.5 s) |
+//! | `PRINTBELL_BENCH_DRAIN_SECS` | `10` | at most this long measuring the delivery drain |
+//! | `PRINTBELL_BENCH_RATE` | `1000` | open-loop offered events/s |
+//! | `PRINTBELL_BENCH_OPEN_SECS` | `10` | open-loop measured seconds (after 1 s warm-up) |
+//! | `PRINTBELL_BENCH_E2E_WAIT` | `20` | seconds to wait for open-loop deliveries to arrive |
+//! | `PRINTBELL_BENCH_DIR` | system temp | where the temporary store is created |
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::Data;
+use poem::{handler, post, Body, EndpointExt, Route};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const WEBHOOK_PATH: &str = "/webhooks/all-images";
+const ROLE_ENV: &str = "PRINTBELL_BENCH_ROLE";
+/// Each closed-loop round: connections are opened and the server warms up, then the window.
+const ROUND_WARMUP: Duration = Duration::from_millis(500);
+const OPEN_WARMUP: Duration = Duration::from_secs(1);
+const FAN_OUT: u64 = 2;
+/// The bare handler's open-loop run is at most this long (it is only the latency floor).
+const BARE_OPEN_SECS: u64 = 5;
+
+fn main() {
+    if std::env::var(ROLE_ENV).as_deref() == Ok("bare") {
+        bare_server();
+        return;
+    }
+    // `cargo bench` passes `--bench` (and a filter, if any); there is nothing to select.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = rt.block_on(run());
+    std::process::exit(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+struct Settings {
+    log: String,
+    clients: usize,
+    rounds: usize,
+    secs: f64,
+    drain_secs: u64,
+    rate: u64,
+    open_secs: u64,
+    e2e_wait: u64,
+    dir: Option<PathBuf>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            log: std::env::var("PRINTBELL_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            clients: env_or("PRINTBELL_BENCH_CLIENTS", 32),
+            rounds: env_or("PRINTBELL_BENCH_ROUNDS", 4),
+            secs: env_or("PRINTBELL_BENCH_SECS", 2.0),
+            drain_secs: env_or("PRINTBELL_BENCH_DRAIN_SECS", 10),
+            rate: env_or("PRINTBELL_BENCH_RATE", 1000),
+            open_secs: env_or("PRINTBELL_BENCH_OPEN_SECS", 10),
+            e2e_wait: env_or("PRINTBELL_BENCH_E2E_WAIT", 20),
+            dir: std::env::var_os("PRINTBELL_BENCH_DIR").map(PathBuf::from),
+        }
+    }
+}
+
+/// Monotonic nanoseconds since the bench started (shared by the load generator and the sinks).
+fn now_ns() -> u64 {
+    ns_of(Instant::now())
+}
+
+fn ns_of(t: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    t.saturating_duration_since(*ORIGIN.get_or_init(Instant::now))
+        .as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare handler (hidden mode of this binary, run as a child process)
+
+#[handler]
+async fn bare_receive(body: Body) -> poem::http::StatusCode {
+    let _ = body.into_bytes_limit(1 << 20).await;
+    poem::http::StatusCode::ACCEPTED
+}
+
+fn bare_server() {
+    // Exit when the parent goes away (its end of our stdin closes).
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .expect("bind");
+        let addr = acceptor
+            .local_addr()
+            .into_iter()
+            .find_map(|a| a.as_socket_addr().copied())
+            .expect("bound address");
+        println!("{}", addr.port());
+        let _ = std::io::stdout().flush();
+        let app = Route::new().at(WEBHOOK_PATH, post(bare_receive));
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+}
+
+/// A child process killed (SIGKILL) when dropped, unless already reaped.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal (`STOP`, `CONT`) with kill(1).
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+fn start_bare() -> (Proc, u16) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .env(ROLE_ENV, "bare")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the bare server");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("bare server port");
+    let port = line.trim().parse().expect("a port number");
+    (Proc { child }, port)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mock Discord sinks (in this process): 200 + {"id": ...} instantly, arrival time per event
+
+#[derive(Default)]
+struct Sinks {
+    total: AtomicU64,
+    /// (event seq, destination index, arrival ns), recorded only while `recording`.
+    arrivals: Mutex<Vec<(u64, u8, u64)>>,
+    recording: AtomicBool,
+    unknown: AtomicU64,
+}
+
+const MARKER: &[u8] = b"pbseq";
+
+/// The event sequence number carried in the generation id (`pbseq` + 19 digits), which the
+/// Discord footer repeats ("… · generation pbseq…").
+fn seq_in(body: &[u8]) -> Option<u64> {
+    let at = body.windows(MARKER.len()).position(|w| w == MARKER)? + MARKER.len();
+    let digits = body.get(at..at + 19)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[handler]
+async fn sink_receive(
+    poem::web::Path((hook, _token)): poem::web::Path<(String, String)>,
+    body: Body,
+    sinks: Data<&Arc<Sinks>>,
+) -> poem::Response {
+    let bytes = body.into_vec().await.unwrap_or_default();
+    let at = now_ns();
+    let n = sinks.total.fetch_add(1, Ordering::Relaxed) + 1;
+    match seq_in(&bytes) {
+        Some(seq) => {
+            if sinks.recording.load(Ordering::Relaxed) {
+                let dest = u8::from(hook == "1002");
+                if let Ok(mut a) = sinks.arrivals.lock() {
+                    a.push((seq, dest, at));
+                }
+            }
+        }
+        None => {
+            sinks.unknown.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    poem::Response::builder()
+        .status(poem::http::StatusCode::OK)
+        .content_type("application/json")
+        .body(format!(
+            "{{\"id\":\"{}\",\"type\":0,\"channel_id\":\"1\"}}",
+            1_200_000_000_000_000_000u64 + n
+        ))
+}
+
+async fn start_sinks(sinks: Arc<Sinks>) -> u16 {
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind sinks");
+    let port = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .expect("sink address")
+        .port();
+    let app = Route::new()
+        .at("/api/webhooks/:hook/:token", post(sink_receive))
+        .data(sinks);
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    port
+}
+
+// ---------------------------------------------------------------------------------------------
+// printbell, the real binary
+
+fn printbell_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_printbell")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Printbell {
+    proc: Proc,
+    base: String,
+    store: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_printbell(s: &Settings, sink_port: u16, tag: &str) -> Printbell {
+    let dir = match &s.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    let store = dir.path().join("printbell.db");
+    let port = free_port();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+webhook_path = "{WEBHOOK_PATH}"
+max_body_bytes = 1048576
+
+[store]
+path = "{store}"
+
+[delivery]
+timeout = "10s"
+
+[destinations.discord-a]
+kind = "discord"
+url = "http://127.0.0.1:{sink_port}/api/webhooks/1001/token-a"
+username = "printbell"
+
+[destinations.discord-b]
+kind = "discord"
+url = "http://127.0.0.1:{sink_port}/api/webhooks/1002/token-b"
+username = "printbell"
+
+[[routes]]
+to = ["discord-a", "discord-b"]
+"#,
+        store = store.display()
+    );
+    let config_path = dir.path().join("notifier.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let log = dir.path().join(format!("printbell-{tag}.log"));
+    let child = Command::new(printbell_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .env("RUST_LOG", &s.log)
+        .env_remove("PRINTBELL_CONFIG")
+        .env_remove("PRINTBELL_LISTEN")
+        .env_remove("PRINTBELL_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn printbell");
+    let proc = Proc { child };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!(
+                "printbell did not become healthy:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Printbell {
+        proc,
+        base,
+        store,
+        log,
+        _dir: dir,
+    }
+}
+
+/// `VmRSS` and `VmHWM` in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: fixture bodies, unique ids, varying types and tags
+
+struct EventGen {
+    /// Compact fixture JSON per type with `@@EVT@@`, `@@GEN@@` and `"@@TAGS@@"` placeholders.
+    templates: HashMap<&'static str, String>,
+}
+
+const TAG_SETS: [&str; 5] = [
+    r#"["marketing","banners"]"#,
+    r#"["product"]"#,
+    r#"[]"#,
+    r#"["alerts","ops"]"#,
+    r#"["Marketing","social","q4-launch"]"#,
+];
+
+impl EventGen {
+    fn new() -> EventGen {
+        let mut templates = HashMap::new();
+        for ty in [
+            "print.created",
+            "print.active",
+            "print.progress",
+            "print.completed",
+            "print.failed",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(format!("{ty}.json"));
+            let text = std::fs::read_to_string(&path).expect("fixture");
+            let mut v: Value = serde_json::from_str(&text).expect("fixture JSON");
+            v["id"] = Value::String("@@EVT@@".into());
+            v["data"]["id"] = Value::String("@@GEN@@".into());
+            v["data"]["tags"] = Value::String("@@TAGS@@".into());
+            templates.insert(ty, v.to_string());
+        }
+        EventGen { templates }
+    }
+
+    /// Event `seq`: a generation's life is created → active → progress → completed (every
+    /// tenth fails instead); tags rotate through five sets, including none.
+    fn body(&self, seq: u64) -> String {
+        let generation = seq / 4;
+        let ty = match seq % 4 {
+            0 => "print.created",
+            1 => "print.active",
+            2 => "print.progress",
+            _ if generation % 10 == 9 => "print.failed",
+            _ => "print.completed",
+        };
+        let tags = TAG_SETS[(generation % TAG_SETS.len() as u64) as usize];
+        self.templates[ty]
+            .replacen("@@EVT@@", &event_id(seq), 1)
+            .replacen("@@GEN@@", &format!("pbseq{seq:019}"), 1)
+            .replacen("\"@@TAGS@@\"", tags, 1)
+    }
+}
+
+fn event_id(seq: u64) -> String {
+    format!("evt_bench_{seq:010}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+
+fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(20))
+        .tcp_nodelay(true)
+        .build()
+        .expect("client")
+}
+
+#[derive(Default)]
+struct ClosedResult {
+    /// Acknowledged (202) in the measured window, per second.
+    throughput: f64,
+    acked_in_window: u64,
+    /// Every acknowledged event seq (warm-up included).
+    acked: Vec<u64>,
+    /// Non-202 answers by status (0 = transport error).
+    refused: HashMap<u16, u64>,
+    /// CPU seconds the server used in the measured window.
+    server_cpu: f64,
+    /// CPU seconds this process (load generator, and the idle sinks) used in the window.
+    gen_cpu: f64,
+    /// Fraction of all CPUs busy (any process, steal included) in the window.
+    machine_busy: f64,
+    /// Fraction of all CPUs stolen by the hypervisor in the window.
+    machine_steal: f64,
+}
+
+/// Machine-wide CPU jiffies from /proc/stat: (busy, steal, total). Busy includes steal (time
+/// the hypervisor gave this VM's CPUs to someone else).
+fn machine() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, v.get(7).copied().unwrap_or(0), total)
+}
+
+/// (busy fraction, steal fraction) of all CPUs between two [`machine`] readings.
+fn busy_steal(a: (u64, u64, u64), b: (u64, u64, u64)) -> (f64, f64) {
+    let total = b.2.saturating_sub(a.2).max(1) as f64;
+    (
+        b.0.saturating_sub(a.0) as f64 / total,
+        b.1.saturating_sub(a.1) as f64 / total,
+    )
+}
+
+/// A CPU snapshot: (server CPU s, own CPU s, machine).
+fn snapshot(server_pid: u32) -> (f64, f64, (u64, u64, u64)) {
+    (
+        cpu_secs(server_pid),
+        cpu_secs(std::process::id()),
+        machine(),
+    )
+}
+
+/// `clients` keep-alive connections, each posting the next event as soon as the previous one
+/// is answered, for `warmup + secs`; only answers arriving in the last `secs` are counted.
+async fn closed_loop(
+    url: &str,
+    clients: usize,
+    window: Duration,
+    gen: Arc<EventGen>,
+    next_seq: Arc<AtomicU64>,
+    server_pid: u32,
+) -> ClosedResult {
+    let client = load_client();
+    let start = Instant::now();
+    let window_start = start + ROUND_WARMUP;
+    let end = window_start + window;
+    let cpu_at_start = Arc::new(Mutex::new(None));
+    {
+        let cpu = cpu_at_start.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window_start.into()).await;
+            if let Ok(mut c) = cpu.lock() {
+                *c = Some(snapshot(server_pid));
+            }
+        });
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = client.clone();
+        let url = url.to_string();
+        let gen = gen.clone();
+        let next_seq = next_seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut in_window = 0u64;
+            let mut refused: HashMap<u16, u64> = HashMap::new();
+            while Instant::now() < end {
+                let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+                let body = gen.body(seq);
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let status = match r {
+                    Ok(resp) => {
+                        let st = resp.status().as_u16();
+                        let _ = resp.bytes().await;
+                        st
+                    }
+                    Err(_) => 0,
+                };
+                let now = Instant::now();
+                if status == 202 {
+                    acked.push(seq);
+                    if now >= window_start && now <= end {
+                        in_window += 1;
+                    }
+                } else {
+                    *refused.entry(status).or_default() += 1;
+                    if status == 0 || status == 503 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            (acked, in_window, refused)
+        }));
+    }
+    let mut out = ClosedResult::default();
+    for t in tasks {
+        let (acked, n, refused) = t.await.expect("client task");
+        out.acked.extend(acked);
+        out.acked_in_window += n;
+        for (k, v) in refused {
+            *out.refused.entry(k).or_default() += v;
+        }
+    }
+    let end_snap = snapshot(server_pid);
+    if let Some(start_snap) = cpu_at_start.lock().ok().and_then(|c| *c) {
+        out.server_cpu = end_snap.0 - start_snap.0;
+        out.gen_cpu = end_snap.1 - start_snap.1;
+        (out.machine_busy, out.machine_steal) = busy_steal(start_snap.2, end_snap.2);
+    }
+    out.throughput = out.acked_in_window as f64 / window.as_secs_f64();
+    out
+}
+
+struct OpenResult {
+    /// (seq, intended send time ns, ack latency ns from the intended time) for measured
+    /// events answered 202.
+    acked: Vec<(u64, u64, u64)>,
+    sent: u64,
+    refused: HashMap<u16, u64>,
+    first_measured_seq: u64,
+    /// How late requests started compared to the schedule (the generator's own slack), sorted.
+    lag: Vec<Option<u64>>,
+}
+
+/// Posts at a fixed rate regardless of answers. A pacing thread (std sleep: ~0.1 ms slack,
+/// where tokio's timer wheel has 1 ms) spawns each request on the runtime at its time;
+/// latency is measured from the intended send time, so a stall counts against every request
+/// it delays (no coordinated omission).
+async fn open_loop(
+    url: &str,
+    rate: u64,
+    secs: u64,
+    gen: Arc<EventGen>,
+    next_seq: Arc<AtomicU64>,
+) -> OpenResult {
+    let client = load_client();
+    let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let warm = (OPEN_WARMUP.as_nanos() / period.as_nanos()) as u64;
+    let total = warm + rate * secs;
+    let handle = tokio::runtime::Handle::current();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = url.to_string();
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now() + Duration::from_millis(5);
+        let mut first_measured_seq = 0;
+        for i in 0..total {
+            let at = start + period * i as u32;
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+            if i == warm {
+                first_measured_seq = seq;
+            }
+            let body = gen.body(seq);
+            let client = client.clone();
+            let url = url.clone();
+            let intended = ns_of(at);
+            let measured = i >= warm;
+            let task = handle.spawn(async move {
+                let started = now_ns();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let status = match r {
+                    Ok(resp) => {
+                        let st = resp.status().as_u16();
+                        let _ = resp.bytes().await;
+                        st
+                    }
+                    Err(_) => 0,
+                };
+                let done = now_ns();
+                (seq, intended, started, done, status, measured)
+            });
+            if tx.send(task).is_err() {
+                break;
+            }
+        }
+        first_measured_seq
+    });
+    let mut out = OpenResult {
+        acked: Vec::new(),
+        sent: 0,
+        refused: HashMap::new(),
+        first_measured_seq: 0,
+        lag: Vec::new(),
+    };
+    while let Some(t) = rx.recv().await {
+        let (seq, intended, started, done, status, measured) = t.await.expect("request task");
+        if !measured {
+            continue;
+        }
+        out.sent += 1;
+        out.lag.push(Some(started.saturating_sub(intended)));
+        if status == 202 {
+            out.acked
+                .push((seq, intended, done.saturating_sub(intended)));
+        } else {
+            *out.refused.entry(status).or_default() += 1;
+        }
+    }
+    out.first_measured_seq = pacer.join().expect("pacer thread");
+    out.lag.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks and statistics
+
+/// SIGKILLs printbell, then checks that every acknowledged event id is in the store with its
+/// two deliveries. Returns (acknowledged, found complete).
+fn verify_durable(pb: &mut Printbell, acked: &[u64]) -> (usize, usize) {
+    pb.proc.kill();
+    let conn = rusqlite::Connection::open(&pb.store).expect("open the store");
+    let mut stmt = conn
+        .prepare("SELECT event_id, COUNT(*) FROM deliveries GROUP BY event_id")
+        .expect("query");
+    let per_event: HashMap<String, i64> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .filter_map(Result::ok)
+        .collect();
+    let mut stmt = conn.prepare("SELECT id FROM events").expect("query");
+    let events: HashSet<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .filter_map(Result::ok)
+        .collect();
+    let ok = acked
+        .iter()
+        .map(|s| event_id(*s))
+        .filter(|id| events.contains(id) && per_event.get(id) == Some(&(FAN_OUT as i64)))
+        .count();
+    (acked.len(), ok)
+}
+
+/// Nearest-rank percentile of sorted nanoseconds; `None` = beyond the data (undelivered).
+fn pct(sorted: &[Option<u64>], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(ns: Option<u64>) -> String {
+    match ns {
+        Some(n) => format!("{:.2} ms", n as f64 / 1e6),
+        None => "∞ (undelivered)".into(),
+    }
+}
+
+fn refused_text(r: &HashMap<u16, u64>) -> String {
+    if r.is_empty() {
+        return "none".into();
+    }
+    let mut v: Vec<_> = r.iter().collect();
+    v.sort();
+    v.iter()
+        .map(|(s, n)| {
+            format!(
+                "{n}×{}",
+                if **s == 0 {
+                    "error".into()
+                } else {
+                    s.to_string()
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Closed-loop rounds of one server, summed.
+#[derive(Default)]
+struct Rounds {
+    throughputs: Vec<f64>,
+    acked_in_window: u64,
+    acked: Vec<u64>,
+    refused: HashMap<u16, u64>,
+    server_cpu: f64,
+    gen_cpu: f64,
+    busy: Vec<f64>,
+}
+
+impl Rounds {
+    fn add(&mut self, r: ClosedResult) {
+        self.throughputs.push(r.throughput);
+        self.acked_in_window += r.acked_in_window;
+        self.acked.extend(r.acked);
+        for (k, v) in r.refused {
+            *self.refused.entry(k).or_default() += v;
+        }
+        self.server_cpu += r.server_cpu;
+        self.gen_cpu += r.gen_cpu;
+        self.busy.push(r.machine_busy);
+    }
+    fn server_us(&self) -> f64 {
+        self.server_cpu * 1e6 / self.acked_in_window.max(1) as f64
+    }
+    fn gen_us(&self) -> f64 {
+        self.gen_cpu * 1e6 / self.acked_in_window.max(1) as f64
+    }
+}
+
+async fn run() -> i32 {
+    now_ns();
+    let s = Settings::from_env();
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let bin = printbell_bin();
+    eprintln!("printbell binary: {bin}");
+    if !bin.contains("/release/") {
+        eprintln!("warning: the printbell binary is not a release build (use `cargo bench`)");
+    }
+    eprintln!(
+        "nproc {nproc}; printbell RUST_LOG={}; closed loop: {} clients, {} rounds × ({} s bare + {} s printbell); open loop {}/s for {} s",
+        s.log, s.clients, s.rounds, s.secs, s.secs, s.rate, s.open_secs
+    );
+    let gen = Arc::new(EventGen::new());
+    let seq = Arc::new(AtomicU64::new(1));
+    let bench_start = Instant::now();
+    let window = Duration::from_secs_f64(s.secs);
+
+    // Both servers run for the whole closed-loop phase; rounds alternate between them so that
+    // noise from anything else on the machine hits both alike.
+    let (mut bare, bare_port) = start_bare();
+    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
+    let sinks = Arc::new(Sinks::default());
+    let sink_port = start_sinks(sinks.clone()).await;
+    let mut pb = start_printbell(&s, sink_port, "closed").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_rss, _) = rss_kib(pb.proc.pid());
+    let pb_url = format!("{}{WEBHOOK_PATH}", pb.base);
+    eprintln!(
+        "[1/4] ingest, closed loop: bare poem handler (pid {}) vs printbell (pid {}, idle RSS {:.1} MiB)",
+        bare.pid(),
+        pb.proc.pid(),
+        mib(idle_rss)
+    );
+    let mut bare_r = Rounds::default();
+    let mut pb_r = Rounds::default();
+    let mut ratios = Vec::new();
+    let sunk_before = sinks.total.load(Ordering::Relaxed);
+    let mut pb_time = 0.0;
+    let rounds_started = Instant::now();
+    for round in 1..=s.rounds {
+        // printbell is stopped (SIGSTOP) while the bare handler is measured, so its delivery
+        // lanes working through the backlog do not take CPU from the bare handler's round.
+        signal(pb.proc.pid(), "STOP");
+        let b = closed_loop(
+            &bare_url,
+            s.clients,
+            window,
+            gen.clone(),
+            seq.clone(),
+            bare.pid(),
+        )
+        .await;
+        signal(pb.proc.pid(), "CONT");
+        let started = Instant::now();
+        let p = closed_loop(
+            &pb_url,
+            s.clients,
+            window,
+            gen.clone(),
+            seq.clone(),
+            pb.proc.pid(),
+        )
+        .await;
+        pb_time += started.elapsed().as_secs_f64();
+        let ratio = p.throughput / b.throughput.max(1.0);
+        eprintln!(
+            "      round {round}: bare {:.0} events/s (CPUs {:.0} % busy, {:.1} % stolen), printbell {:.0} events/s (CPUs {:.0} % busy, {:.1} % stolen): {:.1} %",
+            b.throughput,
+            b.machine_busy * 100.0,
+            b.machine_steal * 100.0,
+            p.throughput,
+            p.machine_busy * 100.0,
+            p.machine_steal * 100.0,
+            ratio * 100.0
+        );
+        ratios.push(ratio);
+        bare_r.add(b);
+        pb_r.add(p);
+    }
+    let sunk_during = sinks.total.load(Ordering::Relaxed) - sunk_before;
+    let bare_tp = median(&bare_r.throughputs);
+    let pb_tp = median(&pb_r.throughputs);
+    let ratio = median(&ratios);
+    eprintln!(
+        "      median: bare {bare_tp:.0} events/s ({:.1} µs server CPU + {:.1} µs load generator CPU per event), printbell {pb_tp:.0} events/s ({:.1} µs + {:.1} µs), ratio {:.1} %; refused: bare {}, printbell {}",
+        bare_r.server_us(),
+        bare_r.gen_us(),
+        pb_r.server_us(),
+        pb_r.gen_us(),
+        ratio * 100.0,
+        refused_text(&bare_r.refused),
+        refused_text(&pb_r.refused),
+    );
+    eprintln!(
+        "      printbell delivered {sunk_during} messages during its rounds ({:.0} msg/s while ingesting; {:.1} s of {:.1} s)",
+        sunk_during as f64 / pb_time.max(0.001),
+        pb_time,
+        rounds_started.elapsed().as_secs_f64()
+    );
+
+    // The latency floor of the HTTP stack and the load generator at the same offered rate.
+    eprintln!(
+        "[2/4] bare poem handler, open loop at {}/s for {} s …",
+        s.rate,
+        s.open_secs.min(BARE_OPEN_SECS)
+    );
+    let m0 = machine();
+    let bare_open = open_loop(
+        &bare_url,
+        s.rate,
+        s.open_secs.min(BARE_OPEN_SECS),
+        gen.clone(),
+        seq.clone(),
+    )
+    .await;
+    let (bare_busy, bare_steal) = busy_steal(m0, machine());
+    let mut bare_ack: Vec<Option<u64>> = bare_open.acked.iter().map(|a| Some(a.2)).collect();
+    bare_ack.sort();
+    eprintln!(
+        "      ack p50 {} p99 {} max {}; pacing lag p99 {}; CPUs {:.0} % busy, {:.1} % stolen; refused: {}",
+        ms(pct(&bare_ack, 0.5)),
+        ms(pct(&bare_ack, 0.99)),
+        ms(bare_ack.last().copied().flatten()),
+        ms(pct(&bare_open.lag, 0.99)),
+        bare_busy * 100.0,
+        bare_steal * 100.0,
+        refused_text(&bare_open.refused),
+    );
+    let (_, bare_hwm) = rss_kib(bare.pid());
+    bare.kill();
+    drop(bare);
+
+    // Drain: no new events; the backlog is delivered as fast as the lanes go.
+    eprintln!(
+        "[3/4] printbell delivery drain (at most {} s) …",
+        s.drain_secs
+    );
+    let expected = sunk_before + pb_r.acked.len() as u64 * FAN_OUT;
+    let drain_start = Instant::now();
+    let drain_from = sinks.total.load(Ordering::Relaxed);
+    let cpu_drain_from = cpu_secs(pb.proc.pid());
+    let drain_deadline = drain_start + Duration::from_secs(s.drain_secs);
+    while sinks.total.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drained = sinks.total.load(Ordering::Relaxed) - drain_from;
+    let drain_secs = drain_start.elapsed().as_secs_f64();
+    let drain_cpu = cpu_secs(pb.proc.pid()) - cpu_drain_from;
+    let delivery_rate = drained as f64 / drain_secs;
+    let backlog_left = expected.saturating_sub(sinks.total.load(Ordering::Relaxed));
+    let (_, hwm_closed) = rss_kib(pb.proc.pid());
+    eprintln!(
+        "      {drained} messages in {drain_secs:.1} s = {delivery_rate:.0} msg/s ({:.0} µs printbell CPU/message), {backlog_left} still queued; peak RSS {:.1} MiB",
+        drain_cpu * 1e6 / drained.max(1) as f64,
+        mib(hwm_closed)
+    );
+    let (acked_closed, durable_closed) = verify_durable(&mut pb, &pb_r.acked);
+    eprintln!("      after SIGKILL: {durable_closed} of {acked_closed} acknowledged events found in the store with {FAN_OUT} deliveries");
+    let closed_log = std::fs::read_to_string(&pb.log).unwrap_or_default();
+    drop(pb);
+
+    // Open loop: a fresh instance (empty queue).
+    let mut pb = start_printbell(&s, sink_port, "open").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss2, _) = rss_kib(pb.proc.pid());
+    eprintln!(
+        "[4/4] printbell open loop at {}/s for {} s (pid {}, idle RSS {:.1} MiB) …",
+        s.rate,
+        s.open_secs,
+        pb.proc.pid(),
+        mib(idle_rss2)
+    );
+    let url = format!("{}{WEBHOOK_PATH}", pb.base);
+    if let Ok(mut a) = sinks.arrivals.lock() {
+        a.clear();
+    }
+    sinks.recording.store(true, Ordering::Relaxed);
+    let sunk_before = sinks.total.load(Ordering::Relaxed);
+    let open_started = Instant::now();
+    let m0 = machine();
+    let open = open_loop(&url, s.rate, s.open_secs, gen.clone(), seq.clone()).await;
+    let (open_busy, open_steal) = busy_steal(m0, machine());
+    let sent_elapsed = open_started.elapsed();
+    // Wait for the deliveries of the measured events (bounded).
+    let wanted = open.acked.len() as u64 * FAN_OUT;
+    let wait_deadline = Instant::now() + Duration::from_secs(s.e2e_wait);
+    loop {
+        let arrived = sinks
+            .arrivals
+            .lock()
+            .map(|a| a.iter().filter(|x| x.0 >= open.first_measured_seq).count())
+            .unwrap_or(0);
+        if arrived as u64 >= wanted || Instant::now() > wait_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sinks.recording.store(false, Ordering::Relaxed);
+    let open_total_secs = open_started.elapsed().as_secs_f64();
+    let open_delivered = sinks.total.load(Ordering::Relaxed) - sunk_before;
+    let (_, hwm_open) = rss_kib(pb.proc.pid());
+    let (acked_open, durable_open) =
+        verify_durable(&mut pb, &open.acked.iter().map(|a| a.0).collect::<Vec<_>>());
+    let open_log = std::fs::read_to_string(&pb.log).unwrap_or_default();
+    drop(pb);
+
+    let mut ack: Vec<Option<u64>> = open.acked.iter().map(|a| Some(a.2)).collect();
+    ack.sort();
+    let sent_at: HashMap<u64, u64> = open.acked.iter().map(|a| (a.0, a.1)).collect();
+    let mut e2e: Vec<Option<u64>> = Vec::with_capacity(sent_at.len() * 2);
+    {
+        let arrivals = sinks.arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut seen: HashSet<(u64, u8)> = HashSet::new();
+        for (seq, dest, at) in arrivals {
+            if let Some(sent) = sent_at.get(&seq) {
+                if seen.insert((seq, dest)) {
+                    e2e.push(Some(at.saturating_sub(*sent)));
+                }
+            }
+        }
+        let missing = sent_at.len() * FAN_OUT as usize - seen.len();
+        e2e.extend(std::iter::repeat_n(None, missing));
+    }
+    // None (undelivered) sorts first; put it last.
+    e2e.sort_by_key(|v| v.unwrap_or(u64::MAX));
+    let undelivered = e2e.iter().filter(|v| v.is_none()).count();
+    eprintln!(
+        "      sent {} measured events in {:.1} s (pacing lag p99 {}; CPUs {:.0} % busy, {:.1} % stolen), {} acknowledged, refused: {}; {} of {} deliveries arrived within {} s after the last send",
+        open.sent,
+        sent_elapsed.as_secs_f64(),
+        ms(pct(&open.lag, 0.99)),
+        open_busy * 100.0,
+        open_steal * 100.0,
+        open.acked.len(),
+        refused_text(&open.refused),
+        e2e.len() - undelivered,
+        e2e.len(),
+        s.e2e_wait
+    );
+    for (name, log) in [("closed", &closed_log), ("open", &open_log)] {
+        let problems: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .take(5)
+            .collect();
+        if !problems.is_empty() {
+            eprintln!("printbell ({name} loop) logged problems, first ones:");
+            for p in problems {
+                eprintln!("  {p}");
+            }
+        }
+    }
+
+    // Summary.
+    let ack_p50 = pct(&ack, 0.50);
+    let ack_p99 = pct(&ack, 0.99);
+    let ack_max = ack.last().copied().flatten();
+    let e2e_p50 = pct(&e2e, 0.50);
+    let e2e_p99 = pct(&e2e, 0.99);
+    let peak = hwm_closed.max(hwm_open);
+    let idle = idle_rss.max(idle_rss2);
+    let all_durable = durable_closed == acked_closed && durable_open == acked_open;
+    let t_ingest = ratio >= 0.40 && all_durable;
+    let t_ack = ack_p99.is_some_and(|v| v <= 5_000_000) && open.refused.is_empty();
+    let t_e2e = e2e_p99.is_some_and(|v| v <= 50_000_000);
+    let t_peak = peak <= 64 * 1024;
+    let t_idle = idle <= 20 * 1024;
+
+    println!();
+    println!(
+        "printbell pipeline benchmark — nproc {nproc}, loopback, printbell RUST_LOG={}, fan-out {FAN_OUT} (two Discord sinks), {} closed-loop clients, total {:.0} s",
+        s.log,
+        s.clients,
+        bench_start.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("| measure | value | target | result |");
+    println!("|---|---|---|---|");
+    println!(
+        "| bare poem handler, closed loop (median of {}) | {:.0} events/s ({:.0} µs server CPU/event) | (the limit) | |",
+        s.rounds,
+        bare_tp,
+        bare_r.server_us()
+    );
+    println!(
+        "| printbell ingest, closed loop (median of {}) | {:.0} events/s ({:.0} µs server CPU/event) | | |",
+        s.rounds,
+        pb_tp,
+        pb_r.server_us()
+    );
+    println!(
+        "| ingest ratio printbell / bare (median of rounds) | {:.1} % | ≥ 40 % | {} |",
+        ratio * 100.0,
+        verdict(ratio >= 0.40)
+    );
+    println!(
+        "| acknowledged events in the store after SIGKILL | {} / {} | all | {} |",
+        durable_closed + durable_open,
+        acked_closed + acked_open,
+        verdict(all_durable)
+    );
+    println!(
+        "| bare handler ack latency at {}/s: p50 / p99 / max | {} / {} / {} | (the floor) | |",
+        s.rate,
+        ms(pct(&bare_ack, 0.50)),
+        ms(pct(&bare_ack, 0.99)),
+        ms(bare_ack.last().copied().flatten()),
+    );
+    println!(
+        "| ack latency at {}/s: p50 / p99 / max | {} / {} / {} | p99 ≤ 5 ms | {} |",
+        s.rate,
+        ms(ack_p50),
+        ms(ack_p99),
+        ms(ack_max),
+        verdict(t_ack)
+    );
+    println!(
+        "| end-to-end latency at {}/s: p50 / p99 | {} / {} | p99 ≤ 50 ms | {} |",
+        s.rate,
+        ms(e2e_p50),
+        ms(e2e_p99),
+        verdict(t_e2e)
+    );
+    println!(
+        "| delivery throughput, backlog drain | {:.0} msg/s ({:.0} events/s × {FAN_OUT}) | | |",
+        delivery_rate,
+        delivery_rate / FAN_OUT as f64
+    );
+    println!(
+        "| delivery during the open loop | {:.0} msg/s (offered {} msg/s) | | |",
+        open_delivered as f64 / open_total_secs,
+        s.rate * FAN_OUT
+    );
+    println!(
+        "| peak RSS (VmHWM) closed / open loop | {:.1} / {:.1} MiB (bare: {:.1}) | ≤ 64 MB | {} |",
+        mib(hwm_closed),
+        mib(hwm_open),
+        mib(bare_hwm),
+        verdict(t_peak)
+    );
+    println!(
+        "| idle RSS after start (VmRSS) | {:.1} MiB | ≤ 20 MB | {} |",
+        mib(idle),
+        verdict(t_idle)
+    );
+    println!();
+    println!(
+        "targets met: {} of 5 (ingest ratio with durability, ack p99, end-to-end p99, peak RSS, idle RSS)",
+        [t_ingest, t_ack, t_e2e, t_peak, t_idle]
+            .iter()
+            .filter(|t| **t)
+            .count()
+    );
+    0
+}
