@@ -3,6 +3,12 @@
 //!
 //! The head of the lane blocks the rest (a delivery waiting for its retry holds back younger
 //! ones) because order per destination is part of the contract.
+//!
+//! While messages flow, the lane reads the queue in batches and does not wait for each "done"
+//! to commit before posting the next one: the marks join the writer's group commits, so a lane
+//! is not held to one fsync per message. At most [`MAX_UNCONFIRMED`] posted messages wait for
+//! their mark; those are the only ones a crash can send twice. Any other outcome (retry, rate
+//! limit, dead) or a wait settles the marks and re-reads the queue from the store.
 
 use super::client::{self, Outcome, RateHeaders};
 use super::policy::{self, AfterFailure};
@@ -12,13 +18,20 @@ use crate::loaded::Live;
 use crate::render::console;
 use crate::store::{now_ms, schema, Delivery, Store};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::VecDeque;
+use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 /// How often an idle lane looks at the store anyway (picks up `deliveries retry` from the CLI).
 const POLL: Duration = Duration::from_secs(1);
+/// Pending deliveries read from the store at once.
+const BATCH: usize = 64;
+/// Posted messages whose "done" may still be on its way to the disk, per lane.
+const MAX_UNCONFIRMED: usize = 16;
 
 pub(super) struct Lane {
     pub name: String,
@@ -57,83 +70,99 @@ impl Webhook {
 
 impl Lane {
     pub async fn run(mut self) {
+        // Read from the store, not yet sent, oldest first.
+        let mut queue: VecDeque<Delivery> = VecDeque::new();
+        // "Done" marks on their way to the store, oldest first.
+        let mut marks: VecDeque<JoinHandle<()>> = VecDeque::new();
         loop {
             // A dropped sender (the service was dropped without `stop`) also ends the lane.
             if *self.shutdown.borrow() || self.shutdown.has_changed().is_err() {
                 break;
             }
-            let name = self.name.clone();
-            let head = match self
-                .store
-                .run_patiently(move |c| schema::head(c, &name))
-                .await
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(destination = %self.name, error = %e, "cannot read the queue");
-                    self.idle(POLL).await;
-                    continue;
-                }
-            };
-            let Some(delivery) = head else {
-                self.idle(POLL).await;
-                continue;
-            };
-            let loaded = self.live.get();
-            let Some(dest) = loaded.config.destinations.get(&self.name) else {
-                self.dead(
-                    &delivery,
-                    None,
-                    "destination removed from config".into(),
-                    false,
-                )
-                .await;
-                continue;
-            };
-            if dest.kind.as_str() != delivery.kind {
-                let why = format!(
-                    "destination is now a {} destination but the message was rendered for {}",
-                    dest.kind.as_str(),
-                    delivery.kind
-                );
-                self.dead(&delivery, None, why, false).await;
-                continue;
-            }
-            let now = now_ms();
-            if delivery.next_attempt_at > now {
-                let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
-                self.idle(wait.min(POLL)).await;
-                continue;
-            }
-            let dest = dest.clone();
-            drop(loaded);
-            match dest.kind {
-                Kind::Discord => {
-                    let hook = self.webhook(&dest);
-                    let mut bucket = tokio::select! {
-                        b = hook.discord.lock() => b,
-                        _ = self.shutdown.changed() => continue,
-                    };
-                    if let Some(wait) = self.discord_wait(&dest, *bucket) {
-                        drop(bucket);
-                        self.idle(wait.min(POLL)).await;
-                        continue;
+            let Some(delivery) = queue.pop_front() else {
+                // The marks must be in before the store is asked what is still pending.
+                settle(&mut marks).await;
+                let name = self.name.clone();
+                match self
+                    .store
+                    .run_patiently(move |c| schema::heads(c, &name, BATCH))
+                    .await
+                {
+                    Ok(heads) if heads.is_empty() => self.idle(POLL).await,
+                    Ok(heads) => queue = heads.into(),
+                    Err(e) => {
+                        tracing::warn!(destination = %self.name, error = %e, "cannot read the queue");
+                        self.idle(POLL).await;
                     }
-                    self.attempt(&dest, delivery, Some(&mut *bucket)).await;
                 }
-                Kind::Slack => {
-                    let hook = self.webhook(&dest);
-                    if let Err(not_until) = hook.slack.check() {
-                        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                            &governor::clock::DefaultClock::default(),
-                        ));
-                        self.idle(wait.min(POLL)).await;
-                        continue;
-                    }
-                    self.attempt(&dest, delivery, None).await;
-                }
-                Kind::Console => self.attempt(&dest, delivery, None).await,
+                continue;
+            };
+            match self.step(delivery, &mut marks).await {
+                Step::Sent => {}
+                Step::NotYet(d) => queue.push_front(d),
+                Step::Changed => queue.clear(),
             }
+        }
+        settle(&mut marks).await;
+    }
+
+    /// Sends `delivery` if it is due and the platform's limits allow.
+    async fn step(&mut self, delivery: Delivery, marks: &mut VecDeque<JoinHandle<()>>) -> Step {
+        let loaded = self.live.get();
+        let Some(dest) = loaded.config.destinations.get(&self.name) else {
+            self.dead(
+                &delivery,
+                None,
+                "destination removed from config".into(),
+                false,
+            )
+            .await;
+            return Step::Changed;
+        };
+        if dest.kind.as_str() != delivery.kind {
+            let why = format!(
+                "destination is now a {} destination but the message was rendered for {}",
+                dest.kind.as_str(),
+                delivery.kind
+            );
+            self.dead(&delivery, None, why, false).await;
+            return Step::Changed;
+        }
+        let now = now_ms();
+        if delivery.next_attempt_at > now {
+            let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
+            self.idle(wait.min(POLL)).await;
+            return Step::NotYet(delivery);
+        }
+        let dest = dest.clone();
+        drop(loaded);
+        match dest.kind {
+            Kind::Discord => {
+                let hook = self.webhook(&dest);
+                let mut bucket = tokio::select! {
+                    b = hook.discord.lock() => b,
+                    _ = self.shutdown.changed() => return Step::NotYet(delivery),
+                };
+                if let Some(wait) = self.discord_wait(&dest, *bucket) {
+                    drop(bucket);
+                    self.idle(wait.min(POLL)).await;
+                    return Step::NotYet(delivery);
+                }
+                self.attempt(&dest, delivery, Some(&mut *bucket), marks)
+                    .await
+            }
+            Kind::Slack => {
+                let hook = self.webhook(&dest);
+                if let Err(not_until) = hook.slack.check() {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    self.idle(wait.min(POLL)).await;
+                    return Step::NotYet(delivery);
+                }
+                self.attempt(&dest, delivery, None, marks).await
+            }
+            Kind::Console => self.attempt(&dest, delivery, None, marks).await,
         }
     }
 
@@ -179,20 +208,34 @@ impl Lane {
         dest: &Destination,
         d: Delivery,
         mut bucket: Option<&mut Option<Instant>>,
-    ) {
+        marks: &mut VecDeque<JoinHandle<()>>,
+    ) -> Step {
         let attempt = d.attempts + 1;
+        // `max_age` counts from the first attempt, not from the time spent in the queue.
+        let started = if d.started_at == 0 {
+            now_ms()
+        } else {
+            d.started_at
+        };
         let (outcome, rate) = if dest.kind == Kind::Console {
             match serde_json::from_str(&d.body) {
-                Ok(body) => {
-                    print!("{}", console::format(&body));
-                    (
+                // `print!` would panic on a closed stdout (a pipe whose reader went away).
+                Ok(body) => match write!(std::io::stdout().lock(), "{}", console::format(&body)) {
+                    Ok(()) => (
                         Outcome::Done {
                             status: 200,
                             message_id: None,
                         },
                         None,
-                    )
-                }
+                    ),
+                    Err(e) => (
+                        Outcome::Retry {
+                            status: None,
+                            error: format!("cannot write to standard output: {e}"),
+                        },
+                        None,
+                    ),
+                },
                 Err(e) => (
                     Outcome::Permanent {
                         status: 0,
@@ -210,20 +253,29 @@ impl Lane {
         let now = now_ms();
         match outcome {
             Outcome::Done { status, message_id } => {
-                let id = d.id;
-                let r = self
-                    .store
-                    .run_patiently(move |c| {
-                        schema::mark_done(c, id, status, message_id.as_deref(), now)
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(destination = %self.name, delivery = d.id, error = %e, "posted but could not mark done; it may be sent again");
+                if marks.len() >= MAX_UNCONFIRMED {
+                    if let Some(oldest) = marks.pop_front() {
+                        let _ = oldest.await;
+                    }
                 }
+                let id = d.id;
+                let store = self.store.clone();
+                let name = self.name.clone();
+                marks.push_back(tokio::spawn(async move {
+                    let r = store
+                        .run_patiently(move |c| {
+                            schema::mark_done(c, id, status, message_id.as_deref(), now)
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::error!(destination = %name, delivery = id, error = %e, "posted but could not mark done; it may be sent again");
+                    }
+                }));
                 let latency = (now - d.received_at).max(0) as f64 / 1000.0;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
                 metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
                 tracing::info!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
+                return Step::Sent;
             }
             Outcome::RateLimited {
                 status,
@@ -239,7 +291,7 @@ impl Lane {
                     *b = Some(until);
                 }
                 let max_age = self.live.get().config.delivery.max_age;
-                if now - d.started_at >= max_age.as_millis() as i64 {
+                if now - started >= max_age.as_millis() as i64 {
                     // Rate limits do not count as attempts, but they do not keep a delivery
                     // alive for ever either.
                     let why = format!(
@@ -247,28 +299,28 @@ impl Lane {
                         humantime::format_duration(max_age)
                     );
                     self.dead(&d, Some(status), why, false).await;
-                    return;
+                    return Step::Changed;
                 }
                 let next = now + wait.as_millis() as i64;
                 let note = format!("rate limited; waiting {:.3} s", wait.as_secs_f64());
                 let id = d.id;
                 let _ = self
                     .store
-                    .run_patiently(move |c| schema::defer(c, id, status, &note, next, now))
+                    .run_patiently(move |c| schema::defer(c, id, status, &note, started, next, now))
                     .await;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "rate_limited").increment(1);
                 tracing::warn!(delivery = d.id, event = %d.event_id, destination = %self.name, wait_secs = wait.as_secs_f64(), global, "rate limited by the platform");
             }
             Outcome::Retry { status, error } => {
                 let cfg = self.live.get().config.delivery.clone();
-                match policy::after_failure(&cfg, attempt, d.started_at, now) {
+                match policy::after_failure(&cfg, attempt, started, now) {
                     AfterFailure::RetryAt(next) => {
                         let id = d.id;
                         let err = error.clone();
                         let _ = self
                             .store
                             .run_patiently(move |c| {
-                                schema::mark_retry(c, id, status, &err, next, now)
+                                schema::mark_retry(c, id, status, &err, started, next, now)
                             })
                             .await;
                         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "retried").increment(1);
@@ -285,6 +337,7 @@ impl Lane {
                     .await;
             }
         }
+        Step::Changed
     }
 
     async fn dead(&self, d: &Delivery, status: Option<u16>, error: String, counted: bool) {
@@ -310,6 +363,23 @@ impl Lane {
             "delivery is dead; `printbell deliveries retry {}` sends it again",
             d.id
         );
+    }
+}
+
+/// What became of the delivery a lane looked at.
+enum Step {
+    /// Posted and done; the lane goes on with its queue.
+    Sent,
+    /// Not due or held back by a limit; it stays at the head.
+    NotYet(Delivery),
+    /// Its state in the store changed otherwise (retry, rate limit, dead): re-read the queue.
+    Changed,
+}
+
+/// Waits until every "done" mark sent so far is committed.
+async fn settle(marks: &mut VecDeque<JoinHandle<()>>) {
+    while let Some(mark) = marks.pop_front() {
+        let _ = mark.await;
     }
 }
 

@@ -65,6 +65,26 @@ impl Renderer {
 
     /// Renders the body for one routed destination. `None` when the destination is unknown.
     pub fn render(&self, config: &Config, target: &Target, event: &Event) -> Option<Rendered> {
+        self.render_with(config, target, event, &templates::context(event))
+    }
+
+    /// Renders the bodies for every routed destination of an event (the template variables
+    /// are built once, not per destination and field).
+    pub fn render_all(&self, config: &Config, targets: &[Target], event: &Event) -> Vec<Rendered> {
+        let ctx = templates::context(event);
+        targets
+            .iter()
+            .filter_map(|t| self.render_with(config, t, event, &ctx))
+            .collect()
+    }
+
+    fn render_with(
+        &self,
+        config: &Config,
+        target: &Target,
+        event: &Event,
+        ctx: &minijinja::Value,
+    ) -> Option<Rendered> {
         let destination = config.destinations.get(&target.destination)?;
         let escape = match destination.kind {
             Kind::Slack => Escape::Slack,
@@ -73,7 +93,9 @@ impl Renderer {
         };
         let mut warnings = Vec::new();
         let mut field = |f: Field| {
-            let (out, warning) = self.templates.render(Some(target.route), event, f, escape);
+            let (out, warning) = self
+                .templates
+                .render(Some(target.route), event, ctx, f, escape);
             warnings.extend(warning);
             out
         };

@@ -255,14 +255,15 @@ impl Templates {
 
     /// Renders one field for an event; a runtime error in a custom template falls back to the
     /// built-in default (and is reported so the caller can log it).
+    /// `ctx`: [`context`] of `event`, built once for all its fields and destinations.
     pub fn render(
         &self,
         route: Option<usize>,
         event: &Event,
+        ctx: &Value,
         field: Field,
         escape: Escape,
     ) -> (String, Option<String>) {
-        let ctx = context(event);
         let ty = if EVENT_TYPES.contains(&event.event_type.as_str()) {
             event.event_type.as_str()
         } else {
@@ -273,7 +274,7 @@ impl Templates {
             let tmpl = self
                 .env
                 .get_template(&template_name(scope, ty, field, escape))?;
-            tmpl.render(&ctx)
+            tmpl.render(ctx)
         };
         match attempt(scope) {
             Ok(s) => (s.trim().to_string(), None),
@@ -363,7 +364,8 @@ fn number(n: f64) -> serde_json::Value {
     }
 }
 
-fn context(event: &Event) -> Value {
+/// The template variables of an event (SPEC §2).
+pub fn context(event: &Event) -> Value {
     let g = &event.generation;
     let (done, total) = g.progress();
     Value::from_serialize(Ctx {

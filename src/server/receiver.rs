@@ -135,10 +135,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
     };
 
     let targets = routing::route(&loaded.config, &event);
-    let rendered: Vec<Rendered> = targets
-        .iter()
-        .filter_map(|t| loaded.renderer.render(&loaded.config, t, &event))
-        .collect();
+    let rendered: Vec<Rendered> = loaded.renderer.render_all(&loaded.config, &targets, &event);
     for w in rendered.iter().flat_map(|r| r.warnings.iter()) {
         tracing::warn!(event = %event.id, warning = %w, "template problem");
     }

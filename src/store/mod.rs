@@ -155,7 +155,7 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let err = StoreError::from(e);
             for job in batch {
                 (job.abort)(Err(err.clone()));
@@ -164,24 +164,29 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
         }
         let mut completions = Vec::with_capacity(batch.len());
         for job in batch {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = exec(&conn, "SAVEPOINT job");
             let (ok, done) = (job.run)(&conn);
             if savepoint.is_ok() {
-                let end = if ok {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                let _ = conn.execute_batch(end);
+                if !ok {
+                    let _ = exec(&conn, "ROLLBACK TO job");
+                }
+                let _ = exec(&conn, "RELEASE job");
             }
             completions.push(done);
         }
-        let result = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let result = exec(&conn, "COMMIT").map_err(StoreError::from);
         if result.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         }
         for done in completions {
             done(result.clone());
         }
     }
+}
+
+/// Runs one statement from the connection's statement cache: the writer runs the same few
+/// transaction statements thousands of times a second, and `execute_batch` would parse them
+/// every time.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -1,7 +1,7 @@
 //! SQL for the durable queue. Plain functions on a connection, so the writer thread of the
 //! running service and the `printbell deliveries` commands use exactly the same statements.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
 /// The schema. `generation_id` lets a later feature collapse pending updates of one
 /// generation; `message_id` (Discord's, from `?wait=true`) lets it edit a posted message.
@@ -42,11 +42,16 @@ CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checke
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Room for every statement the writer repeats, so none is parsed twice.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
+
+/// How long an event id is remembered, so a redelivered event is answered `duplicate`.
+pub const DEDUPE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -102,8 +107,9 @@ pub struct Delivery {
     pub state: String,
     pub attempts: u32,
     pub received_at: i64,
-    /// When the current series of attempts started (reset by `deliveries retry`); `max_age`
-    /// counts from here.
+    /// When the current series of attempts started, 0 before its first attempt (`deliveries
+    /// retry` resets it); `max_age` counts from here, so time spent queued behind another
+    /// delivery does not count.
     pub started_at: i64,
     pub next_attempt_at: i64,
     pub updated_at: i64,
@@ -160,7 +166,7 @@ pub fn accept(
     let mut stmt = conn.prepare_cached(
         "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
          attempts, received_at, started_at, next_attempt_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?7, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7)",
     )?;
     let mut ids = Vec::with_capacity(deliveries.len());
     for d in deliveries {
@@ -178,13 +184,18 @@ pub fn accept(
     Ok(Accepted::New(ids))
 }
 
-/// The oldest pending delivery of a destination: the head of its lane, due or not.
-pub fn head(conn: &Connection, destination: &str) -> rusqlite::Result<Option<Delivery>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND state = 'pending' ORDER BY id LIMIT 1"
-    ))?
-    .query_row(params![destination], row)
-    .optional()
+/// The oldest pending deliveries of a destination, at most `limit`, oldest first: the head of
+/// its lane and what queues behind it, due or not.
+pub fn heads(
+    conn: &Connection,
+    destination: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND state = 'pending' ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![destination, limit as i64], row)?;
+    rows.collect()
 }
 
 pub fn mark_done(
@@ -202,37 +213,42 @@ pub fn mark_done(
     Ok(())
 }
 
-/// A failed attempt that will be tried again at `next_at`.
+/// A failed attempt that will be tried again at `next_at`; `started`: when the series of
+/// attempts began.
+#[allow(clippy::too_many_arguments)]
 pub fn mark_retry(
     conn: &Connection,
     id: i64,
     status: Option<u16>,
     error: &str,
+    started: i64,
     next_at: i64,
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3, \
-         next_attempt_at = ?4, updated_at = ?5 WHERE id = ?1 AND state = 'pending'",
+         next_attempt_at = ?4, updated_at = ?5, started_at = ?6 WHERE id = ?1 AND state = 'pending'",
     )?
-    .execute(params![id, status, error, next_at, now])?;
+    .execute(params![id, status, error, next_at, now, started])?;
     Ok(())
 }
 
 /// Postpones a delivery without counting an attempt (rate limited).
+#[allow(clippy::too_many_arguments)]
 pub fn defer(
     conn: &Connection,
     id: i64,
     status: u16,
     note: &str,
+    started: i64,
     next_at: i64,
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE deliveries SET last_status = ?2, last_error = ?3, next_attempt_at = ?4, updated_at = ?5 \
-         WHERE id = ?1 AND state = 'pending'",
+        "UPDATE deliveries SET last_status = ?2, last_error = ?3, next_attempt_at = ?4, updated_at = ?5, \
+         started_at = ?6 WHERE id = ?1 AND state = 'pending'",
     )?
-    .execute(params![id, status, note, next_at, now])?;
+    .execute(params![id, status, note, next_at, now, started])?;
     Ok(())
 }
 
@@ -292,7 +308,7 @@ pub fn list(
 /// Returns whether a delivery with that id existed.
 pub fn retry(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
     let n = conn.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = ?2, next_attempt_at = ?2, \
+        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = 0, next_attempt_at = ?2, \
          updated_at = ?2 WHERE id = ?1",
         params![id, now],
     )?;
@@ -301,7 +317,7 @@ pub fn retry(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
 
 pub fn retry_all_dead(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
     conn.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = ?1, next_attempt_at = ?1, \
+        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = 0, next_attempt_at = ?1, \
          updated_at = ?1 WHERE state = 'dead'",
         params![now],
     )
@@ -319,7 +335,13 @@ pub fn purge(
         "DELETE FROM deliveries WHERE (state = 'done' OR (?2 AND state = 'dead')) AND updated_at < ?1",
         params![before, include_dead],
     )?;
-    let e = conn.execute("DELETE FROM events WHERE received_at < ?1", params![before])?;
+    // Event ids are what makes a redelivered webhook a duplicate: they are kept for the whole
+    // window SPEC promises, however short the retention or `--older-than`.
+    let events_before = before.min(now_ms() - DEDUPE_WINDOW_MS);
+    let e = conn.execute(
+        "DELETE FROM events WHERE received_at < ?1",
+        params![events_before],
+    )?;
     Ok((d, e))
 }
 
