@@ -149,6 +149,8 @@ pub fn from_value(value: &Value) -> Result<Event, ParseError> {
         tags: tags(data)?,
         metadata: match data.get("metaData") {
             None | Some(Value::Null) => Map::new(),
+            // PHP encodes an empty map as `[]`.
+            Some(Value::Array(a)) if a.is_empty() => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(v) => {
                 return err(format!(
@@ -239,6 +241,8 @@ fn optional_array<'a>(
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
+        // PHP encodes an empty list as `{}` when it was built as a map.
+        Some(Value::Object(o)) if o.is_empty() => Ok(&[]),
         Some(v) => err(format!("field `{path}` must be a list, not {}", kind_of(v))),
     }
 }
@@ -276,6 +280,10 @@ fn tags(data: &Map<String, Value>) -> Result<Vec<String>, ParseError> {
 }
 
 fn params(data: &Map<String, Value>) -> Result<BTreeMap<String, Value>, ParseError> {
+    // Upstream sends `[{name, value}]`; a plain name→value map means the same.
+    if let Some(Value::Object(map)) = data.get("params") {
+        return Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    }
     let mut out = BTreeMap::new();
     for (i, p) in optional_array(data, "params", "data.params")?
         .iter()
@@ -370,6 +378,21 @@ mod tests {
             v["data"][k] = Value::Null;
         }
         assert!(from_value(&v).is_ok());
+    }
+
+    #[test]
+    fn empty_containers_of_the_other_kind_are_empty() {
+        let mut v = minimal();
+        v["data"]["metaData"] = json!([]);
+        v["data"]["images"] = json!({});
+        v["data"]["tags"] = json!({});
+        v["data"]["params"] = json!({"steps": 30});
+        let e = from_value(&v).expect("valid");
+        assert!(e.generation.metadata.is_empty() && e.generation.images.is_empty());
+        assert!(e.generation.tags.is_empty());
+        assert_eq!(e.generation.params.get("steps"), Some(&json!(30)));
+        v["data"]["metaData"] = json!([1]);
+        assert!(from_value(&v).unwrap_err().0.contains("`data.metaData`"));
     }
 
     #[test]

@@ -18,7 +18,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log format on stderr
-    #[arg(long, global = true, value_enum, env = "PRINTBELL_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        env = "PRINTBELL_LOG_FORMAT"
+    )]
     log_format: Option<LogFormat>,
     /// Log level or filter (overrides RUST_LOG), e.g. debug or printbell=trace
     #[arg(long, global = true, value_name = "LEVEL")]

@@ -506,7 +506,10 @@ mention = ["user:U123", "here"]
     assert_eq!(p.line, cfg.line_of("role:"));
     let p = problem(&all, &["group:S0123ABC", "discord"], &err);
     assert_eq!(p.line, cfg.line_of("group:"));
-    assert_eq!(all.len(), 2, "user: and here exist on both: {err}");
+    // A Slack-style id cannot name a Discord user (Discord ids are all digits).
+    let p = problem(&all, &["user:U123", "not a Discord id"], &err);
+    assert_eq!(p.line, cfg.line_of("user:U123"));
+    assert_eq!(all.len(), 3, "user: and here exist on both: {err}");
 }
 
 #[test]
@@ -1151,6 +1154,14 @@ fn deliveries_purge_removes_old_done_and_dead_never_pending() {
         states(&store),
         [(s.old_pending, "pending".to_string())],
         "pending deliveries are never purged"
+    );
+    let conn = schema::open(&store).expect("open store");
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(
+        events, 2,
+        "event ids stay for the 7-day duplicate window, so a redelivered event is not sent again"
     );
 
     let (code, out, err) = cli(

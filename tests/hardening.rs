@@ -140,6 +140,29 @@ async fn malformed_requests_get_one_sentence_errors_and_store_nothing() {
         .await
         .expect("answer");
     assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST"),
+        "a 405 says which method the path takes"
+    );
+    let r = svc
+        .http
+        .post(format!("{}/healthz", svc.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD")
+    );
+    let r = svc
+        .http
+        .head(format!("{}/healthz", svc.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 200, "HEAD works where GET does");
     let r = svc
         .http
         .put(format!("{}{WEBHOOK_PATH}", svc.base))

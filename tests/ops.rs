@@ -130,6 +130,15 @@ async fn metrics_count_events_and_deliveries_by_destination() {
     );
     let svc = Service::start("", &rest).await;
     let before = scrape(&svc).await;
+    // Every series exists from the first scrape, so rate() and alerts work before traffic.
+    for outcome in ["done", "retried", "rate_limited", "dead"] {
+        assert!(
+            before.iter().any(|s| s.name == "printbell_deliveries_total"
+                && s.labels.get("destination").map(String::as_str) == Some("metrics-d")
+                && s.labels.get("outcome").map(String::as_str) == Some(outcome)),
+            "deliveries_total{{outcome={outcome}}} is exposed before any delivery"
+        );
+    }
     let accepted = |s: &[Sample]| {
         metric(
             s,
@@ -220,7 +229,7 @@ async fn json_logs_carry_event_generation_and_destination() {
         free_port(),
         dir.path(),
         "json",
-        &[("PRINTBELL_LOG_FORMAT", "json")],
+        &[("PRINTBELL_LOG_FORMAT", "JSON")],
     )
     .await;
     let resp = reqwest::Client::new()

@@ -280,6 +280,35 @@ async fn many_images_and_unsafe_urls() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_prompt_does_not_push_out_the_links_to_extra_images() {
+    let mock = MockChat::start().await;
+    let svc = both(&mock).await;
+    let mut e = fixture("print.completed");
+    e["data"]["prompt"] = json!("long prompt ".repeat(1_000));
+    let images: Vec<Value> = (1..=7)
+        .map(|i| json!({"id": format!("i{i}"), "url": format!("https://cdn.test/{i}.png")}))
+        .collect();
+    e["data"]["images"] = json!(images);
+    svc.post_accepted(&e, 2).await;
+
+    let discord = mock.wait_for_ok(DISCORD, 1, WAIT).await;
+    assert!(discord[0].problems.is_empty(), "{:?}", discord[0].problems);
+    let body = discord[0].json.clone().expect("json");
+    let desc = body["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(desc.chars().count() <= 4096);
+    assert!(desc.contains("long prompt"), "the text is kept, truncated");
+    assert!(desc.contains('…'), "the text is marked as cut: {desc}");
+    for i in 5..=7 {
+        assert!(
+            desc.contains(&format!("[image {i}](https://cdn.test/{i}.png)")),
+            "image {i} is still linked: {desc}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn routes_by_tag_event_and_untagged_once_per_destination() {
     let mock = MockChat::start().await;
     let rest = format!(

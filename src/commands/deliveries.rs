@@ -135,7 +135,8 @@ pub fn purge(store: &Path, older_than: &str, out: &mut dyn Write) -> CommandResu
     let (d, e) = schema::purge(&conn, before, true).map_err(sql)?;
     writeln!(
         out,
-        "purged {d} done/dead deliveries and {e} event ids older than {older_than}"
+        "purged {d} done/dead deliveries older than {older_than} and {e} event ids older than \
+         the 7-day duplicate window"
     )
     .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
     Ok(())

@@ -153,12 +153,20 @@ impl Mention {
         }
     }
 
-    /// Whether the platform has this kind of mention.
-    pub fn supported_on(&self, kind: Kind) -> bool {
-        !matches!(
-            (self, kind),
-            (Mention::Role(_), Kind::Slack) | (Mention::Group(_), Kind::Discord)
-        )
+    /// Why this mention cannot work on the platform, if it cannot.
+    pub fn problem_on(&self, kind: Kind) -> Option<String> {
+        match (self, kind) {
+            (Mention::Role(_), Kind::Slack) | (Mention::Group(_), Kind::Discord) => {
+                Some(format!("does not exist on {}", kind.as_str()))
+            }
+            // Discord ids are snowflakes; a Slack-style `U…` id would silently ping nobody.
+            (Mention::User(id) | Mention::Role(id), Kind::Discord)
+                if !id.chars().all(|c| c.is_ascii_digit()) =>
+            {
+                Some("is not a Discord id, which is all digits (Developer Mode → Copy ID)".into())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -570,21 +578,24 @@ impl Validator<'_> {
         let d = d.get_ref();
         let key = |k: &str| format!("destinations.{name}.{k}");
         let kind = match &d.kind {
-            Some(k) => match Kind::parse(k.get_ref().trim()) {
-                Some(kind) => kind,
-                None => {
-                    let kinds = ["slack", "discord", "console"];
-                    let hint = match nearest(k.get_ref().trim(), kinds) {
-                        Some(best) => format!("; did you mean `{best}`?"),
-                        None => format!("; expected one of: {}", kinds.join(", ")),
-                    };
-                    self.p.at(
-                        Some(k.span()),
-                        format!("`{}`: unknown kind `{}`{hint}", key("kind"), k.get_ref()),
-                    );
-                    return None;
+            Some(k) => {
+                let text = self.expand(k, &key("kind"))?;
+                match Kind::parse(text.trim()) {
+                    Some(kind) => kind,
+                    None => {
+                        let kinds = ["slack", "discord", "console"];
+                        let hint = match nearest(text.trim(), kinds) {
+                            Some(best) => format!("; did you mean `{best}`?"),
+                            None => format!("; expected one of: {}", kinds.join(", ")),
+                        };
+                        self.p.at(
+                            Some(k.span()),
+                            format!("`{}`: unknown kind `{text}`{hint}", key("kind")),
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
             None => {
                 self.p.at(
                     span,
@@ -621,12 +632,12 @@ impl Validator<'_> {
                 );
                 None
             }
-            (_, Some(u), None) => self.expand(u, &key("url")).map(|t| (t, u.span())),
+            (_, Some(u), None) => self.expand(u, &key("url")).map(|t| (t, u.span(), "url")),
             (_, None, Some(f)) => {
                 let path = self.expand(f, &key("url_file"))?;
                 let full = self.base.join(&path);
                 match std::fs::read_to_string(&full) {
-                    Ok(text) => Some((text.trim().to_string(), f.span())),
+                    Ok(text) => Some((text.trim().to_string(), f.span(), "url_file")),
                     Err(e) => {
                         self.p.at(
                             Some(f.span()),
@@ -645,12 +656,17 @@ impl Validator<'_> {
             }
         };
         let url = match url_text {
-            Some((text, span)) => match parse_webhook_url(kind, &text) {
+            Some((text, span, field)) => match parse_webhook_url(kind, &text) {
                 Ok(u) => Some(u),
                 Err(why) => {
+                    let what = if field == "url" {
+                        format!("`{}`", key("url"))
+                    } else {
+                        format!("the content of `{}`", key("url_file"))
+                    };
                     self.p.at(
                         Some(span),
-                        format!("`{}` is not a usable webhook URL: {why}", key("url")),
+                        format!("{what} is not a usable webhook URL: {why}"),
                     );
                     None
                 }
@@ -712,7 +728,10 @@ impl Validator<'_> {
     }
 
     fn event_type(&mut self, s: &SString, what: &str) -> Option<String> {
-        let t = s.get_ref().as_str();
+        self.event_name(s.get_ref(), s.span(), what)
+    }
+
+    fn event_name(&mut self, t: &str, span: std::ops::Range<usize>, what: &str) -> Option<String> {
         if EVENT_TYPES.contains(&t) {
             return Some(t.to_string());
         }
@@ -721,7 +740,7 @@ impl Validator<'_> {
             None => format!("; expected one of: {}", EVENT_TYPES.join(", ")),
         };
         self.p.at(
-            Some(s.span()),
+            Some(span),
             format!("{what}: unknown event type `{t}`{hint}"),
         );
         None
@@ -765,7 +784,8 @@ impl Validator<'_> {
         let label = format!("route {number}");
         let tags = r.tags.as_ref().map(|tags| {
             tags.iter()
-                .map(|t| t.get_ref().trim().to_lowercase())
+                .filter_map(|t| self.expand(t, &format!("{label}.tags")))
+                .map(|t| t.trim().to_lowercase())
                 .collect::<Vec<_>>()
         });
         let untagged = r.untagged.unwrap_or(false);
@@ -784,7 +804,10 @@ impl Validator<'_> {
                     );
                 }
                 list.iter()
-                    .filter_map(|e| self.event_type(e, &label))
+                    .filter_map(|e| {
+                        let t = self.expand(e, &format!("{label}.events"))?;
+                        self.event_name(&t, e.span(), &label)
+                    })
                     .collect()
             }
             None => EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
@@ -808,24 +831,29 @@ impl Validator<'_> {
         };
         let mut mention = Vec::new();
         for m in &r.mention {
-            match Mention::parse(m.get_ref().trim()) {
+            let Some(text) = self.expand(m, &format!("{label}.mention")) else {
+                continue;
+            };
+            match Mention::parse(text.trim()) {
                 Ok(parsed) => mention.push((parsed, m.span())),
                 Err(why) => self.p.at(Some(m.span()), format!("{label}: {why}")),
             }
         }
         let mut to = Vec::new();
         for dest in to_list {
-            let name = dest.get_ref();
+            let Some(name) = self.expand(dest, &format!("{label}.to")) else {
+                continue;
+            };
+            let name = &name;
             match destinations.get(name) {
                 Some(d) => {
                     for (m, span) in &mention {
-                        if !m.supported_on(d.kind) {
+                        if let Some(why) = m.problem_on(d.kind) {
                             self.p.at(
                                 Some(span.clone()),
                                 format!(
-                                    "{label}: mention `{}` does not exist on {} (destination `{name}`)",
-                                    mention_text(m),
-                                    d.kind.as_str()
+                                    "{label}: mention `{}` {why} (destination `{name}`)",
+                                    mention_text(m)
                                 ),
                             );
                         }
@@ -850,7 +878,10 @@ impl Validator<'_> {
         let templates = self.templates(&r.templates, &format!("{label} templates"));
         Some(Route {
             number,
-            name: r.name.as_ref().map(|n| n.get_ref().clone()),
+            name: r
+                .name
+                .as_ref()
+                .and_then(|n| self.expand(n, &format!("{label}.name"))),
             tags,
             untagged,
             events,
@@ -893,8 +924,20 @@ pub fn parse_webhook_url(kind: Kind, text: &str) -> Result<Url, String> {
         return Err("it has no host".into());
     }
     if kind == Kind::Discord {
-        if url.host_str() == Some("discordapp.com") {
-            // Legacy host: v10 is not served there and it has an extra global limit.
+        // The legacy host (v10 is not served there and it has an extra global limit) and the
+        // ptb/canary client hosts Discord's "Copy Webhook URL" may give are one API: use its
+        // canonical host, so rate limits are tracked once.
+        let legacy = url.host_str().is_some_and(|h| {
+            [
+                "discordapp.com",
+                "ptb.discordapp.com",
+                "canary.discordapp.com",
+                "ptb.discord.com",
+                "canary.discord.com",
+            ]
+            .contains(&h)
+        });
+        if legacy {
             url.set_host(Some("discord.com"))
                 .map_err(|e| e.to_string())?;
         }
@@ -905,4 +948,114 @@ pub fn parse_webhook_url(kind: Kind, text: &str) -> Result<Url, String> {
         }
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KIND" => Some("discord".into()),
+            "TEAM" => Some("Team-A".into()),
+            "EVENT" => Some("print.failed".into()),
+            "DEST" => Some("oncall".into()),
+            "ROLE" => Some("role:123456789012345678".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_vars_expand_in_every_string_value() {
+        let text = r#"
+[destinations.oncall]
+kind = "${KIND}"
+url = "https://discord.com/api/webhooks/1/abc"
+
+[[routes]]
+name = "for ${TEAM}"
+tags = ["${TEAM}"]
+events = ["${EVENT}"]
+to = ["${DEST}"]
+mention = ["${ROLE}"]
+"#;
+        let config = parse(Path::new("t.toml"), text, &env).expect("valid config");
+        assert_eq!(config.destinations["oncall"].kind, Kind::Discord);
+        let route = &config.routes[0];
+        assert_eq!(route.name.as_deref(), Some("for Team-A"));
+        assert_eq!(route.tags, Some(vec!["team-a".to_string()]));
+        assert_eq!(route.events, vec!["print.failed".to_string()]);
+        assert_eq!(route.to, vec!["oncall".to_string()]);
+        assert_eq!(
+            route.mention,
+            vec![Mention::Role("123456789012345678".into())]
+        );
+    }
+
+    #[test]
+    fn discord_client_and_legacy_hosts_become_discord_com() {
+        for host in ["discordapp.com", "canary.discordapp.com", "ptb.discord.com"] {
+            let url = parse_webhook_url(
+                Kind::Discord,
+                &format!("https://{host}/api/webhooks/1/tok?thread_id=2"),
+            )
+            .expect("valid");
+            assert_eq!(
+                url.as_str(),
+                "https://discord.com/api/webhooks/1/tok?thread_id=2"
+            );
+        }
+        let mock =
+            parse_webhook_url(Kind::Discord, "http://127.0.0.1:9/api/webhooks/1/t").expect("valid");
+        assert_eq!(mock.host_str(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn mentions_must_exist_on_the_platform() {
+        let text = r#"
+[destinations.d]
+kind = "discord"
+url = "https://discord.com/api/webhooks/1/abc"
+
+[destinations.s]
+kind = "slack"
+url = "https://hooks.slack.com/services/T/B/x"
+
+[[routes]]
+to = ["d"]
+mention = ["user:U024BE7LH", "group:S1"]
+
+[[routes]]
+to = ["s"]
+mention = ["role:123", "user:U024BE7LH"]
+"#;
+        let err = parse(Path::new("t.toml"), text, &env).expect_err("bad mentions");
+        let all = err.to_string();
+        assert!(
+            all.contains("`user:U024BE7LH` is not a Discord id"),
+            "{all}"
+        );
+        assert!(
+            all.contains("`group:S1` does not exist on discord"),
+            "{all}"
+        );
+        assert!(all.contains("`role:123` does not exist on slack"), "{all}");
+        assert_eq!(err.problems.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn an_unset_variable_in_a_route_is_named() {
+        let text = r#"
+[destinations.out]
+kind = "console"
+
+[[routes]]
+tags = ["${NOPE_TAG}"]
+to = ["out"]
+"#;
+        let err = parse(Path::new("t.toml"), text, &env).expect_err("unset variable");
+        let all = err.to_string();
+        assert!(all.contains("NOPE_TAG"), "{all}");
+        assert!(all.contains("route 1.tags"), "{all}");
+    }
 }

@@ -101,6 +101,55 @@ fn link_safe(url: &str) -> String {
         .replace(' ', "%20")
 }
 
+/// The template's text, then links to the images the gallery has no room for, within `budget`
+/// characters. The links get at least half of the budget, so a long text cannot push them out;
+/// the text is what gets truncated.
+fn description(text: &str, images: &[String], budget: usize) -> String {
+    const SEP: &str = "\n\n";
+    let extra = images.get(GALLERY_MAX..).unwrap_or_default();
+    if extra.is_empty() {
+        return truncate(text, budget);
+    }
+    let text_wants = if text.is_empty() {
+        0
+    } else {
+        char_len(text) + SEP.len()
+    };
+    let links_budget = budget.saturating_sub(text_wants.min(budget / 2));
+    let mut links = String::from("More images:");
+    let mut shown = 0;
+    for (i, url) in extra.iter().enumerate() {
+        let link = format!(" [image {}]({})", i + GALLERY_MAX + 1, link_safe(url));
+        let more = format!(" and {} more", extra.len() - i - 1);
+        let fits = char_len(&links)
+            + char_len(&link)
+            + if i + 1 < extra.len() {
+                char_len(&more)
+            } else {
+                0
+            };
+        if fits > links_budget {
+            break;
+        }
+        links.push_str(&link);
+        shown += 1;
+    }
+    if shown < extra.len() {
+        links.push_str(&format!(" and {} more", extra.len() - shown));
+    }
+    if char_len(&links) > budget {
+        return truncate(text, budget);
+    }
+    if text.is_empty() {
+        return links;
+    }
+    let room = budget.saturating_sub(char_len(&links) + SEP.len());
+    if room == 0 {
+        return links;
+    }
+    format!("{}{SEP}{links}", truncate(text, room))
+}
+
 pub fn body(msg: &Message<'_>) -> Value {
     let g = &msg.event.generation;
     let (content, allowed_mentions) = mentions(msg.mention);
@@ -116,19 +165,6 @@ pub fn body(msg: &Message<'_>) -> Value {
         msg.title.trim().to_string()
     };
     let title = truncate(&title, TITLE_MAX);
-
-    let mut description = msg.text.trim().to_string();
-    if images.len() > GALLERY_MAX {
-        let links: Vec<String> = images[GALLERY_MAX..]
-            .iter()
-            .enumerate()
-            .map(|(i, u)| format!("[image {}]({})", i + GALLERY_MAX + 1, link_safe(u)))
-            .collect();
-        if !description.is_empty() {
-            description.push_str("\n\n");
-        }
-        description.push_str(&format!("More images: {}", links.join(" · ")));
-    }
 
     let mut fields = Vec::new();
     if !g.tags.is_empty() {
@@ -161,8 +197,9 @@ pub fn body(msg: &Message<'_>) -> Value {
                     + char_len(f["value"].as_str().unwrap_or_default())
             })
             .sum::<usize>();
-    let description = truncate(
-        &description,
+    let description = description(
+        msg.text.trim(),
+        &images,
         DESCRIPTION_MAX.min(TOTAL_MAX.saturating_sub(fixed)),
     );
 

@@ -6,7 +6,7 @@
 //! characters of text over all blocks (`msg_blocks_too_long`). Alt texts and image titles are
 //! kept short so 47 image blocks still fit under that cap.
 
-use super::text::{escape_slack, truncate};
+use super::text::{escape_slack, truncate_slack};
 use super::{attachable_url, Message};
 use crate::config::Mention;
 use serde_json::{json, Value};
@@ -52,7 +52,7 @@ pub fn body(msg: &Message<'_>) -> Value {
 
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": truncate(&title, HEADER_MAX), "emoji": true},
+        "text": {"type": "plain_text", "text": truncate_slack(&title, HEADER_MAX), "emoji": true},
     })];
     // Mentions on a line of their own so a template starting with a `> ` quote stays a quote.
     let section = match (mention_line.is_empty(), msg.text.is_empty()) {
@@ -63,7 +63,7 @@ pub fn body(msg: &Message<'_>) -> Value {
     if !section.trim().is_empty() {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": truncate(section.trim_end(), SECTION_MAX)},
+            "text": {"type": "mrkdwn", "text": truncate_slack(section.trim_end(), SECTION_MAX)},
         }));
     }
 
@@ -84,7 +84,7 @@ pub fn body(msg: &Message<'_>) -> Value {
             Some(t) => escape_slack(t),
             None => format!("Image {} of {total}", n + 1),
         };
-        let label = truncate(&label, IMAGE_LABEL_MAX);
+        let label = truncate_slack(&label, IMAGE_LABEL_MAX);
         blocks.push(json!({
             "type": "image",
             "image_url": url,
@@ -106,11 +106,11 @@ pub fn body(msg: &Message<'_>) -> Value {
     }
     blocks.push(json!({
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": truncate(&context, 300)}],
+        "elements": [{"type": "mrkdwn", "text": truncate_slack(&context, 300)}],
     }));
 
     json!({
-        "text": truncate(&format!("{mention_prefix}{title}"), FALLBACK_MAX),
+        "text": truncate_slack(&format!("{mention_prefix}{title}"), FALLBACK_MAX),
         "blocks": blocks,
         "unfurl_links": false,
         "unfurl_media": false,

@@ -40,6 +40,21 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
+/// [`truncate`] for Slack text that is already escaped: a cut inside `&amp;`, `&lt;` or
+/// `&gt;` would leave a stray `&am…` in the channel, so the cut moves before the entity.
+pub fn truncate_slack(s: &str, max: usize) -> String {
+    let t = truncate(s, max);
+    let Some(body) = t.strip_suffix(ELLIPSIS).filter(|_| t != s) else {
+        return t;
+    };
+    match body.rfind('&') {
+        Some(amp) if body.len() - amp < "&amp;".len() && !body[amp..].contains(';') => {
+            format!("{}{ELLIPSIS}", body[..amp].trim_end())
+        }
+        _ => t,
+    }
+}
+
 /// Escapes Slack's three control characters so event text can never form `<!channel>`,
 /// `<@U…>`, `<#C…>`, `<!subteam^…>` or `<url|label>`. Slack decodes only these three entities.
 /// Runs of three backticks are broken with a zero-width space so event text cannot open a
@@ -110,6 +125,26 @@ pub fn quote_lines(escaped: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_truncation_never_cuts_an_entity() {
+        let escaped = escape_slack("ab <!channel>");
+        assert_eq!(escaped, "ab &lt;!channel&gt;");
+        for max in 2..escaped.chars().count() {
+            let t = truncate_slack(&escaped, max);
+            assert!(char_len(&t) <= max, "{t}");
+            let cut = t.trim_end_matches(ELLIPSIS);
+            assert!(
+                !cut.ends_with('&')
+                    && !cut.ends_with("&l")
+                    && !cut.ends_with("&lt")
+                    && !cut.ends_with("&g"),
+                "max {max}: {t}"
+            );
+        }
+        assert_eq!(truncate_slack(&escaped, 6), "ab…");
+        assert_eq!(truncate_slack("a &amp; b", 100), "a &amp; b");
+    }
 
     #[test]
     fn truncate_keeps_limit_and_marks_the_cut() {

@@ -78,6 +78,7 @@ pub fn app(state: Arc<AppState>, webhook_path: &str, with_metrics: bool) -> impl
         route = route.at("/metrics", get(ops::metrics_endpoint));
     }
     let path: std::sync::Arc<str> = webhook_path.into();
+    let allow_path = path.clone();
     route
         .data(state)
         .around(move |ep, req| timed(ep, req, path.clone()))
@@ -90,6 +91,28 @@ pub fn app(state: Arc<AppState>, webhook_path: &str, with_metrics: bool) -> impl
                 "method not allowed on this path",
             )
         })
+        .around(move |ep, req| with_allow(ep, req, allow_path.clone()))
+}
+
+/// Adds the `Allow` header HTTP requires on a 405: the webhook path takes POST, the rest GET.
+async fn with_allow<E: Endpoint>(
+    ep: E,
+    req: poem::Request,
+    webhook_path: std::sync::Arc<str>,
+) -> poem::Result<Response> {
+    let allow = if req.uri().path() == &*webhook_path {
+        "POST"
+    } else {
+        "GET, HEAD"
+    };
+    let mut resp = ep.call(req).await?.into_response();
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut().insert(
+            poem::http::header::ALLOW,
+            poem::http::HeaderValue::from_static(allow),
+        );
+    }
+    Ok(resp)
 }
 
 /// Only `/metrics`, for `[server] metrics_listen`.

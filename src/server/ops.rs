@@ -30,6 +30,25 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Makes every series a dashboard or alert expects exist from the first scrape, at 0, instead
+/// of appearing only after its first event (an absent series breaks `rate()` and alerts).
+fn register_zeros(destinations: &[String]) {
+    for ty in crate::event::EVENT_TYPES {
+        for outcome in ["accepted", "duplicate"] {
+            metrics::counter!("printbell_events_total", "type" => ty, "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected")
+        .increment(0);
+    for dest in destinations {
+        for outcome in ["done", "retried", "rate_limited", "dead"] {
+            metrics::counter!("printbell_deliveries_total", "destination" => dest.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
+}
+
 #[handler]
 pub async fn healthz() -> &'static str {
     "ok"
@@ -60,6 +79,7 @@ pub async fn metrics_endpoint(state: Data<&Arc<AppState>>) -> Response {
         .keys()
         .cloned()
         .collect();
+    register_zeros(&configured);
     if let Ok(depths) = state.store.run(schema::queue_depths).await {
         for name in &configured {
             if !depths.iter().any(|(d, _, _)| d == name) {
