@@ -132,51 +132,29 @@ async fn malformed_requests_get_one_sentence_errors_and_store_nothing() {
     .expect("join");
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("max_body_bytes"), "{answer}");
-    // Methods and paths.
-    let r = svc
-        .http
-        .get(format!("{}{WEBHOOK_PATH}", svc.base))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status().as_u16(), 405);
-    assert_eq!(
-        r.headers().get("allow").and_then(|v| v.to_str().ok()),
-        Some("POST"),
-        "a 405 says which method the path takes"
-    );
-    let r = svc
-        .http
-        .post(format!("{}/healthz", svc.base))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status().as_u16(), 405);
-    assert_eq!(
-        r.headers().get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET, HEAD")
-    );
-    let r = svc
-        .http
-        .head(format!("{}/healthz", svc.base))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status().as_u16(), 200, "HEAD works where GET does");
-    let r = svc
-        .http
-        .put(format!("{}{WEBHOOK_PATH}", svc.base))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status().as_u16(), 405);
-    let r = svc
-        .http
-        .post(format!("{}/webhooks/other", svc.base))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status().as_u16(), 404);
+    // Methods and paths: (method, path, status, the Allow header of a 405).
+    let cases = [
+        ("GET", WEBHOOK_PATH, 405, Some("POST")),
+        ("PUT", WEBHOOK_PATH, 405, Some("POST")),
+        ("POST", "/healthz", 405, Some("GET, HEAD")),
+        ("HEAD", "/healthz", 200, None),
+        ("POST", "/webhooks/other", 404, None),
+    ];
+    for (method, path, status, allow) in cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = svc
+            .http
+            .request(method.clone(), format!("{}{path}", svc.base))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            allow,
+            "{method} {path}: a 405 says which methods the path takes"
+        );
+    }
     let stored: Vec<String> = svc
         .deliveries()
         .iter()

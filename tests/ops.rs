@@ -334,8 +334,11 @@ async fn send_test_posts_for_real_and_reports_the_answer() {
     assert!(err.contains("did you mean `chat`"), "{err}");
 }
 
+/// One request to the mock API: method, path, headers, JSON body.
+type ApiCall = (String, String, HashMap<String, String>, Value);
+
 #[derive(Default)]
-struct ApiLog(Mutex<Vec<(String, String, HashMap<String, String>, Value)>>);
+struct ApiLog(Mutex<Vec<ApiCall>>);
 
 #[handler]
 async fn api_subscribe(

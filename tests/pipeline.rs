@@ -421,7 +421,9 @@ async fn rejected_requests_store_and_send_nothing() {
     let good = fixture("print.completed").to_string().into_bytes();
     let json_ct = ("content-type", "application/json");
 
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (what, body, headers, status, a word the error must contain)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("no secret", good.clone(), vec![json_ct], 401, "secret"),
         (
             "wrong token",

@@ -99,7 +99,7 @@ impl Lane {
             };
             match self.step(delivery, &mut marks).await {
                 Step::Sent => {}
-                Step::NotYet(d) => queue.push_front(d),
+                Step::NotYet(d) => queue.push_front(*d),
                 Step::Changed => queue.clear(),
             }
         }
@@ -132,7 +132,7 @@ impl Lane {
         if delivery.next_attempt_at > now {
             let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
             self.idle(wait.min(POLL)).await;
-            return Step::NotYet(delivery);
+            return Step::NotYet(Box::new(delivery));
         }
         let dest = dest.clone();
         drop(loaded);
@@ -141,12 +141,12 @@ impl Lane {
                 let hook = self.webhook(&dest);
                 let mut bucket = tokio::select! {
                     b = hook.discord.lock() => b,
-                    _ = self.shutdown.changed() => return Step::NotYet(delivery),
+                    _ = self.shutdown.changed() => return Step::NotYet(Box::new(delivery)),
                 };
                 if let Some(wait) = self.discord_wait(&dest, *bucket) {
                     drop(bucket);
                     self.idle(wait.min(POLL)).await;
-                    return Step::NotYet(delivery);
+                    return Step::NotYet(Box::new(delivery));
                 }
                 self.attempt(&dest, delivery, Some(&mut *bucket), marks)
                     .await
@@ -158,7 +158,7 @@ impl Lane {
                         &governor::clock::DefaultClock::default(),
                     ));
                     self.idle(wait.min(POLL)).await;
-                    return Step::NotYet(delivery);
+                    return Step::NotYet(Box::new(delivery));
                 }
                 self.attempt(&dest, delivery, None, marks).await
             }
@@ -371,7 +371,7 @@ enum Step {
     /// Posted and done; the lane goes on with its queue.
     Sent,
     /// Not due or held back by a limit; it stays at the head.
-    NotYet(Delivery),
+    NotYet(Box<Delivery>),
     /// Its state in the store changed otherwise (retry, rate limit, dead): re-read the queue.
     Changed,
 }

@@ -1088,10 +1088,10 @@ fn strict_check(
                 "invalid_payload"
             } else if list.iter().any(|p| p.pointer.starts_with("/blocks")) {
                 "invalid_blocks"
-            } else if !body
+            } else if body
                 .get("text")
                 .and_then(Value::as_str)
-                .is_some_and(|t| !t.trim().is_empty())
+                .is_none_or(|t| t.trim().is_empty())
             {
                 "no_text"
             } else {
