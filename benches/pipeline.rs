@@ -581,20 +581,7 @@ async fn closed_loop(
             while Instant::now() < end {
                 let seq = next_seq.fetch_add(1, Ordering::Relaxed);
                 let body = gen.body(seq);
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let status = match r {
-                    Ok(resp) => {
-                        let st = resp.status().as_u16();
-                        let _ = resp.bytes().await;
-                        st
-                    }
-                    Err(_) => 0,
-                };
+                let status = post_event(&client, &url, body).await;
                 let now = Instant::now();
                 if status == 202 {
                     acked.push(seq);
@@ -679,20 +666,7 @@ async fn open_loop(
             let measured = i >= warm;
             let task = handle.spawn(async move {
                 let started = now_ns();
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let status = match r {
-                    Ok(resp) => {
-                        let st = resp.status().as_u16();
-                        let _ = resp.bytes().await;
-                        st
-                    }
-                    Err(_) => 0,
-                };
+                let status = post_event(&client, &url, body).await;
                 let done = now_ns();
                 (seq, intended, started, done, status, measured)
             });
@@ -1209,4 +1183,22 @@ async fn run() -> i32 {
             .count()
     );
     0
+}
+
+/// Posts one event and reads the whole answer; the status, or 0 when the request failed.
+async fn post_event(client: &reqwest::Client, url: &str, body: String) -> u16 {
+    match client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let _ = resp.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
 }
