@@ -596,6 +596,42 @@ async fn max_age_then_dead() {
     assert!(err.contains("max_age"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn max_age_counts_from_the_first_attempt_not_from_the_time_queued() {
+    let mock = MockChat::start().await;
+    // Event 1 takes 2.5 s to be answered, so event 2 waits longer than max_age in the queue;
+    // its first attempt then fails once. It must be retried, not declared too old.
+    mock.script(
+        D1,
+        vec![
+            Reply::delay(Duration::from_millis(2500), Reply::Auto),
+            Reply::Status(503, SERVER_ERROR.into()),
+        ],
+    );
+    let rest = format!(
+        "[delivery]\nmax_age = \"2s\"\n\n{}{}",
+        discord("d", &mock.url(D1)),
+        route_all(&["d"])
+    );
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&ev("queued", 1), 1).await;
+    svc.post_accepted(&ev("queued", 2), 1).await;
+    let oks = mock.wait_for_ok(D1, 2, WAIT).await;
+    assert_eq!(marks(&oks), vec![1, 2], "{}", describe_all(&oks));
+    let reqs = mock.requests_to(D1);
+    assert_eq!(marks(&reqs), vec![1, 2, 2], "{}", describe_all(&reqs));
+    common::eventually(WAIT, "both done in the store", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
+    })
+    .await;
+    let second = svc
+        .deliveries()
+        .into_iter()
+        .find(|d| d.event_id == "evt-queued-002")
+        .expect("event 2 stored");
+    assert_eq!(second.attempts, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9, 10. The real binary: kill -9 and SIGTERM
 // ---------------------------------------------------------------------------------------------
@@ -1042,4 +1078,58 @@ async fn an_unreachable_destination_is_retried_and_its_error_has_no_token() {
     let err = row.last_error.unwrap_or_default();
     assert!(err.contains("could not connect"), "{err}");
     assert!(!err.contains("token-one") && !err.contains("://"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_destination_survives_a_closed_stdout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("notifier.toml");
+    let rest = "[destinations.out]\nkind = \"console\"\n\n[[routes]]\nto = [\"out\"]\n";
+    std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write config");
+    let port = free_port();
+    let stderr_path = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["--config", config.to_str().expect("utf-8"), "serve"])
+        .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("PRINTBELL_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("log file"))
+        .spawn()
+        .expect("spawn printbell");
+    // The reader goes away: every write to stdout now fails with EPIPE.
+    drop(child.stdout.take());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    common::eventually(WAIT, "printbell is healthy", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let resp = http
+        .post(format!("{base}{WEBHOOK_PATH}"))
+        .body(ev("pipe", 1).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 202);
+    let store = dir.path().join("printbell.db");
+    common::eventually(WAIT, "the failed write is recorded as a retry", || {
+        deliveries_in(&store).iter().any(|d| {
+            d.attempts >= 1
+                && d.state == "pending"
+                && d.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("standard output"))
+        })
+    })
+    .await;
+    let health = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("still answers");
+    assert_eq!(health.status().as_u16(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
 }
