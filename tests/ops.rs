@@ -554,3 +554,68 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     child.signal("TERM");
     assert_eq!(child.wait(WAIT).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
+    let mock = MockChat::start().await;
+    let (a, b) = ("/api/webhooks/1/keep", "/api/webhooks/2/gone");
+    // b fails, so its delivery is still queued (waiting for a retry) when b is removed.
+    mock.set_default(b, Reply::Status(503, "{\"message\": \"down\"}".into()));
+    let dir = tempfile::tempdir().expect("dir");
+    let dest = |name: &str, path: &str| {
+        format!(
+            "[destinations.{name}]\nkind = \"discord\"\nurl = \"{}\"\n",
+            mock.url(path)
+        )
+    };
+    let config = dir.path().join("n.toml");
+    let both = format!(
+        "{}{}[[routes]]\nto = [\"a\", \"b\"]\n",
+        dest("a", a),
+        dest("b", b)
+    );
+    std::fs::write(&config, config_text(dir.path(), "", &both)).expect("write");
+    let mut child = ChildService::start(&config, free_port(), dir.path(), "rm").await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", child.base, common::WEBHOOK_PATH))
+        .body(event("print.failed", "rm-1", None).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 202);
+    mock.wait_for(b, 1, WAIT).await;
+    mock.wait_for_ok(a, 1, WAIT).await;
+
+    let only_a = format!("{}[[routes]]\nto = [\"a\"]\n", dest("a", a));
+    std::fs::write(&config, config_text(dir.path(), "", &only_a)).expect("write");
+    child.signal("HUP");
+    let store = dir.path().join("printbell.db");
+    common::eventually(WAIT, "b's delivery is dead", || {
+        common::deliveries_in(&store)
+            .iter()
+            .any(|d| d.destination == "b" && d.state == "dead")
+    })
+    .await;
+    let rows = common::deliveries_in(&store);
+    let gone = rows
+        .iter()
+        .find(|d| d.destination == "b")
+        .expect("b's delivery is kept");
+    assert_eq!(
+        gone.last_error.as_deref(),
+        Some("destination removed from config"),
+        "{gone:?}"
+    );
+    assert_eq!(gone.attempts, 1, "the removal is not counted as an attempt");
+    assert!(rows
+        .iter()
+        .any(|d| d.destination == "a" && d.state == "done"));
+    let sent_to_b = mock.requests_to(b).len();
+    child.signal("TERM");
+    assert_eq!(child.wait(WAIT).await, Some(0));
+    assert_eq!(
+        mock.requests_to(b).len(),
+        sent_to_b,
+        "nothing more goes to b"
+    );
+}
