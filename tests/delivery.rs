@@ -296,6 +296,82 @@ async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deliveries_retry_cuts_short_the_backoff_of_a_waiting_delivery() {
+    let mock = MockChat::start().await;
+    mock.set_default(D1, Reply::Status(503, SERVER_ERROR.into()));
+    let rest = format!("{}{}", discord("d", &mock.url(D1)), route_all(&["d"]));
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&ev("wait", 1), 1).await;
+    // After the 4th failure the next attempt is 8-16 s away.
+    mock.wait_for(D1, 4, WAIT).await;
+    common::eventually(WAIT, "4 attempts recorded", || {
+        svc.deliveries().first().is_some_and(|d| d.attempts == 4)
+    })
+    .await;
+    let row = svc.deliveries().remove(0);
+    assert!(row.next_attempt_at - now_ms() >= 6_000, "{row:?}");
+
+    mock.set_default(D1, Reply::Auto);
+    let config = svc.config_path.to_string_lossy().into_owned();
+    let args = [
+        "deliveries",
+        "retry",
+        &row.id.to_string(),
+        "--config",
+        &config,
+    ]
+    .map(String::from);
+    let (code, out, err) = cli(args.to_vec()).await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let asked = Instant::now();
+    mock.wait_for_ok(D1, 1, WAIT).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "sent {:?} after the retry, not at the old backoff time",
+        asked.elapsed()
+    );
+    common::eventually(WAIT, "done", || svc.deliveries()[0].state == "done").await;
+    assert_eq!(
+        svc.deliveries()[0].attempts,
+        1,
+        "a fresh series of attempts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_done_mark_the_store_refuses_for_a_while_is_kept_trying_not_resent() {
+    let mock = MockChat::start().await;
+    // The post takes 1 s: time to lock the store before printbell records it as done.
+    mock.script(
+        D1,
+        vec![Reply::delay(Duration::from_millis(1000), Reply::Auto)],
+    );
+    let rest = format!("{}{}", discord("d", &mock.url(D1)), route_all(&["d"]));
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&ev("lock", 1), 1).await;
+    mock.wait_for(D1, 1, WAIT).await;
+
+    // Another process holds the write lock for 7 s, longer than printbell's 5 s busy timeout,
+    // so the first "done" mark fails.
+    let store = svc.store_path();
+    let locker = tokio::task::spawn_blocking(move || {
+        let conn = printbell::store::schema::open(&store).expect("open store");
+        conn.execute_batch("BEGIN EXCLUSIVE; UPDATE deliveries SET updated_at = updated_at;")
+            .expect("lock");
+        std::thread::sleep(Duration::from_secs(7));
+        conn.execute_batch("COMMIT").expect("unlock");
+    });
+    mock.wait_for_ok(D1, 1, WAIT).await;
+    locker.await.expect("locker");
+    common::eventually(WAIT, "marked done once the lock is gone", || {
+        svc.deliveries().first().is_some_and(|d| d.state == "done")
+    })
+    .await;
+    mock.assert_quiet(D1, 1, Duration::from_millis(2500)).await;
+    assert_eq!(mock.requests_to(D1).len(), 1, "posted exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn permanent_errors_are_dead_at_once_with_the_platform_text() {
     let mock = MockChat::start().await;
     mock.set_default(S1, Reply::Status(403, "invalid_token".into()));

@@ -8,7 +8,9 @@
 //! to commit before posting the next one: the marks join the writer's group commits, so a lane
 //! is not held to one fsync per message. At most [`MAX_UNCONFIRMED`] posted messages wait for
 //! their mark; those are the only ones a crash can send twice. Any other outcome (retry, rate
-//! limit, dead) or a wait settles the marks and re-reads the queue from the store.
+//! limit, dead) and a head that is not due yet settle the marks and re-read the queue from the
+//! store (so `deliveries retry` on a waiting head takes effect); only the short waits of the
+//! platform's pacing keep the queue.
 
 use super::client::{self, Outcome, RateHeaders};
 use super::policy::{self, AfterFailure};
@@ -16,7 +18,7 @@ use super::{GlobalLimits, Webhooks};
 use crate::config::{Destination, Kind};
 use crate::loaded::Live;
 use crate::render::console;
-use crate::store::{now_ms, schema, Delivery, Store};
+use crate::store::{now_ms, schema, Delivery, Store, StoreError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -74,6 +76,8 @@ impl Lane {
         let mut queue: VecDeque<Delivery> = VecDeque::new();
         // "Done" marks on their way to the store, oldest first.
         let mut marks: VecDeque<JoinHandle<()>> = VecDeque::new();
+        // How many deliveries the next read takes: one while the head waits for its time.
+        let mut limit = BATCH;
         loop {
             // A dropped sender (the service was dropped without `stop`) also ends the lane.
             if *self.shutdown.borrow() || self.shutdown.has_changed().is_err() {
@@ -85,7 +89,7 @@ impl Lane {
                 let name = self.name.clone();
                 match self
                     .store
-                    .run_patiently(move |c| schema::heads(c, &name, BATCH))
+                    .run_patiently(move |c| schema::heads(c, &name, limit))
                     .await
                 {
                     Ok(heads) if heads.is_empty() => self.idle(POLL).await,
@@ -98,9 +102,16 @@ impl Lane {
                 continue;
             };
             match self.step(delivery, &mut marks).await {
-                Step::Sent => {}
-                Step::NotYet(d) => queue.push_front(*d),
-                Step::Changed => queue.clear(),
+                Step::Sent => limit = BATCH,
+                Step::Paced(d) => queue.push_front(*d),
+                Step::NotDue => {
+                    queue.clear();
+                    limit = 1;
+                }
+                Step::Changed => {
+                    queue.clear();
+                    limit = BATCH;
+                }
             }
         }
         settle(&mut marks).await;
@@ -132,7 +143,7 @@ impl Lane {
         if delivery.next_attempt_at > now {
             let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
             self.idle(wait.min(POLL)).await;
-            return Step::NotYet(Box::new(delivery));
+            return Step::NotDue;
         }
         let dest = dest.clone();
         drop(loaded);
@@ -141,12 +152,12 @@ impl Lane {
                 let hook = self.webhook(&dest);
                 let mut bucket = tokio::select! {
                     b = hook.discord.lock() => b,
-                    _ = self.shutdown.changed() => return Step::NotYet(Box::new(delivery)),
+                    _ = self.shutdown.changed() => return Step::Paced(Box::new(delivery)),
                 };
                 if let Some(wait) = self.discord_wait(&dest, *bucket) {
                     drop(bucket);
                     self.idle(wait.min(POLL)).await;
-                    return Step::NotYet(Box::new(delivery));
+                    return Step::Paced(Box::new(delivery));
                 }
                 self.attempt(&dest, delivery, Some(&mut *bucket), marks)
                     .await
@@ -158,7 +169,7 @@ impl Lane {
                         &governor::clock::DefaultClock::default(),
                     ));
                     self.idle(wait.min(POLL)).await;
-                    return Step::NotYet(Box::new(delivery));
+                    return Step::Paced(Box::new(delivery));
                 }
                 self.attempt(&dest, delivery, None, marks).await
             }
@@ -261,16 +272,9 @@ impl Lane {
                 let id = d.id;
                 let store = self.store.clone();
                 let name = self.name.clone();
-                marks.push_back(tokio::spawn(async move {
-                    let r = store
-                        .run_patiently(move |c| {
-                            schema::mark_done(c, id, status, message_id.as_deref(), now)
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::error!(destination = %name, delivery = id, error = %e, "posted but could not mark done; it may be sent again");
-                    }
-                }));
+                marks.push_back(tokio::spawn(mark_done(
+                    store, name, id, status, message_id, now,
+                )));
                 let latency = (now - d.received_at).max(0) as f64 / 1000.0;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
                 metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
@@ -370,10 +374,45 @@ impl Lane {
 enum Step {
     /// Posted and done; the lane goes on with its queue.
     Sent,
-    /// Not due or held back by a limit; it stays at the head.
-    NotYet(Box<Delivery>),
+    /// Held back by the platform's pacing for a moment; it stays at the head.
+    Paced(Box<Delivery>),
+    /// Its next attempt is later: read the store again after the wait, which also picks up a
+    /// `deliveries retry` of it.
+    NotDue,
     /// Its state in the store changed otherwise (retry, rate limit, dead): re-read the queue.
     Changed,
+}
+
+/// Records a posted delivery as done, trying until the store takes it: while a mark is
+/// missing the lane posts at most [`MAX_UNCONFIRMED`] more and reads nothing new, so a store
+/// that fails for a while pauses the lane instead of sending its queue again.
+async fn mark_done(
+    store: Store,
+    destination: String,
+    id: i64,
+    status: u16,
+    message_id: Option<String>,
+    now: i64,
+) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let message_id = message_id.clone();
+        let r = store
+            .run_patiently(move |c| schema::mark_done(c, id, status, message_id.as_deref(), now))
+            .await;
+        match r {
+            Ok(()) => return,
+            Err(StoreError::Closed) => {
+                tracing::error!(destination = %destination, delivery = id, "posted but the store closed before it was marked done; it will be sent again");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(destination = %destination, delivery = id, error = %e, "posted but could not mark done yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Waits until every "done" mark sent so far is committed.
