@@ -119,6 +119,12 @@ impl Lane {
 
     /// Sends `delivery` if it is due and the platform's limits allow.
     async fn step(&mut self, delivery: Delivery, marks: &mut VecDeque<JoinHandle<()>>) -> Step {
+        // Before any pacing lock is taken, so other lanes on the webhook never wait for the store.
+        if marks.len() >= MAX_UNCONFIRMED {
+            if let Some(oldest) = marks.pop_front() {
+                let _ = oldest.await;
+            }
+        }
         let loaded = self.live.get();
         let Some(dest) = loaded.config.destinations.get(&self.name) else {
             self.dead(
@@ -264,11 +270,6 @@ impl Lane {
         let now = now_ms();
         match outcome {
             Outcome::Done { status, message_id } => {
-                if marks.len() >= MAX_UNCONFIRMED {
-                    if let Some(oldest) = marks.pop_front() {
-                        let _ = oldest.await;
-                    }
-                }
                 let id = d.id;
                 let store = self.store.clone();
                 let name = self.name.clone();
