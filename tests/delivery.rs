@@ -1164,16 +1164,18 @@ async fn a_console_destination_survives_a_closed_stdout() {
     std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write config");
     let port = free_port();
     let stderr_path = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new(common::bin())
-        .args(["--config", config.to_str().expect("utf-8"), "serve"])
-        .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("PRINTBELL_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).expect("log file"))
-        .spawn()
-        .expect("spawn printbell");
+    let mut child = KillOnDrop(
+        std::process::Command::new(common::bin())
+            .args(["--config", config.to_str().expect("utf-8"), "serve"])
+            .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("PRINTBELL_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("log file"))
+            .spawn()
+            .expect("spawn printbell"),
+    );
     // The reader goes away: every write to stdout now fails with EPIPE.
-    drop(child.stdout.take());
+    drop(child.0.stdout.take());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     common::eventually(WAIT, "printbell is healthy", || {
@@ -1204,8 +1206,17 @@ async fn a_console_destination_survives_a_closed_stdout() {
         .await
         .expect("still answers");
     assert_eq!(health.status().as_u16(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A child process that is killed when the test ends, failing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
