@@ -5,7 +5,7 @@ use crate::delivery::Workers;
 use crate::loaded::{Live, Loaded};
 use crate::server::guard::GuardedAcceptor;
 use crate::server::{self, AppState};
-use crate::store::{now_ms, schema, Store};
+use crate::store::{now_ms, schema, Durability, Store};
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -119,7 +119,7 @@ async fn housekeeping(store: Store, live: Live, mut stop: watch::Receiver<bool>)
         let retention = live.get().config.store.retention;
         let before = now_ms() - retention.as_millis() as i64;
         match store
-            .run_patiently(move |c| schema::purge(c, before, false))
+            .run_patiently(Durability::Full, move |c| schema::purge(c, before, false))
             .await
         {
             Ok((d, e)) if d + e > 0 => {

@@ -18,7 +18,7 @@ use super::{GlobalLimits, Webhooks};
 use crate::config::{Destination, Kind};
 use crate::loaded::Live;
 use crate::render::console;
-use crate::store::{now_ms, schema, Delivery, Store, StoreError};
+use crate::store::{now_ms, schema, Delivery, Durability, Store, StoreError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -89,7 +89,7 @@ impl Lane {
                 let name = self.name.clone();
                 match self
                     .store
-                    .run_patiently(move |c| schema::heads(c, &name, limit))
+                    .run_patiently(Durability::Relaxed, move |c| schema::heads(c, &name, limit))
                     .await
                 {
                     Ok(heads) if heads.is_empty() => self.idle(POLL).await,
@@ -311,7 +311,9 @@ impl Lane {
                 let id = d.id;
                 let _ = self
                     .store
-                    .run_patiently(move |c| schema::defer(c, id, status, &note, started, next, now))
+                    .run_patiently(Durability::Full, move |c| {
+                        schema::defer(c, id, status, &note, started, next, now)
+                    })
                     .await;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "rate_limited").increment(1);
                 tracing::warn!(delivery = d.id, event = %d.event_id, destination = %self.name, wait_secs = wait.as_secs_f64(), global, "rate limited by the platform");
@@ -324,7 +326,7 @@ impl Lane {
                         let err = error.clone();
                         let _ = self
                             .store
-                            .run_patiently(move |c| {
+                            .run_patiently(Durability::Full, move |c| {
                                 schema::mark_retry(c, id, status, &err, started, next, now)
                             })
                             .await;
@@ -351,7 +353,9 @@ impl Lane {
         let now = now_ms();
         let r = self
             .store
-            .run_patiently(move |c| schema::mark_dead(c, id, status, &err, counted, now))
+            .run_patiently(Durability::Full, move |c| {
+                schema::mark_dead(c, id, status, &err, counted, now)
+            })
             .await;
         if let Err(e) = r {
             tracing::error!(destination = %self.name, delivery = d.id, error = %e, "could not mark dead");
@@ -399,7 +403,9 @@ async fn mark_done(
     loop {
         let message_id = message_id.clone();
         let r = store
-            .run_patiently(move |c| schema::mark_done(c, id, status, message_id.as_deref(), now))
+            .run_patiently(Durability::Relaxed, move |c| {
+                schema::mark_done(c, id, status, message_id.as_deref(), now)
+            })
             .await;
         match r {
             Ok(()) => return,

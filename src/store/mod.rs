@@ -4,6 +4,12 @@
 //! that moment inside one transaction and replies only after the commit (group commit), so a
 //! burst of events costs one fsync, and nothing is acknowledged before it is on disk.
 //! A job that fails is rolled back alone (savepoint); a failed commit fails every job in it.
+//!
+//! Only what was acknowledged to someone must survive a power cut. A transaction holding only
+//! [`Durability::Relaxed`] jobs (a lane's "done" marks and reads) commits without the fsync
+//! (`synchronous = NORMAL`): a process crash still loses nothing (WAL), a power cut can lose the
+//! last marks, so those messages are sent again (at least once). The next durable commit's
+//! fsync covers them anyway. Events are always committed with `synchronous = FULL`.
 
 pub mod schema;
 
@@ -47,6 +53,16 @@ type Reply<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>;
 struct Job {
     run: JobFn,
     abort: Completion,
+    durability: Durability,
+}
+
+/// Whether a job's commit must reach the disk before its caller hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before replying (`synchronous = FULL`): what a 202 promises.
+    Full,
+    /// May wait for the next fsync: state that is safe to redo after a power cut.
+    Relaxed,
 }
 
 /// Handle to the writer thread; cheap to clone.
@@ -83,8 +99,18 @@ impl Store {
         &self.path
     }
 
-    /// Runs `f` in the writer's next transaction and returns its result after the commit.
+    /// Runs `f` in the writer's next transaction and returns its result after the commit
+    /// reached the disk.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run_with(Durability::Full, f).await
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result after the commit.
+    pub async fn run_with<T, F>(&self, durability: Durability, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -111,6 +137,7 @@ impl Store {
             abort: Box::new(move |r: Result<(), StoreError>| {
                 send(&reply2, r.and(Err(StoreError::Closed)))
             }),
+            durability,
         };
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Busy,
@@ -121,13 +148,13 @@ impl Store {
 
     /// Like [`Store::run`], but waits for room instead of failing when the writer is busy;
     /// for the delivery workers, which must not drop state updates.
-    pub async fn run_patiently<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn run_patiently<T, F>(&self, durability: Durability, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + Clone + 'static,
     {
         loop {
-            match self.run(f.clone()).await {
+            match self.run_with(durability, f.clone()).await {
                 Err(StoreError::Busy) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await
                 }
@@ -147,12 +174,38 @@ impl Store {
 }
 
 fn writer(conn: Connection, rx: Receiver<Job>) {
+    // As `schema::open` left it.
+    let mut synchronous = Durability::Full;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
+            }
+        }
+        let wanted = if batch.iter().any(|j| j.durability == Durability::Full) {
+            Durability::Full
+        } else {
+            Durability::Relaxed
+        };
+        if wanted != synchronous {
+            let level = match wanted {
+                Durability::Full => "FULL",
+                Durability::Relaxed => "NORMAL",
+            };
+            match conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => synchronous = wanted,
+                // Committing durable jobs without the fsync would break the 202's promise.
+                Err(e) if wanted == Durability::Full => {
+                    let err = StoreError::from(e);
+                    for job in batch {
+                        (job.abort)(Err(err.clone()));
+                    }
+                    continue;
+                }
+                // Relaxed jobs may as well be committed durably.
+                Err(_) => {}
             }
         }
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
@@ -189,4 +242,26 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
 /// every time.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(c: &Connection) -> rusqlite::Result<i64> {
+        c.pragma_query_value(None, "synchronous", |r| r.get(0))
+    }
+
+    #[tokio::test]
+    async fn only_relaxed_transactions_skip_the_fsync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        const NORMAL: i64 = 1;
+        const FULL: i64 = 2;
+        assert_eq!(store.run(synchronous).await.expect("run"), FULL);
+        let relaxed = store.run_with(Durability::Relaxed, synchronous).await;
+        assert_eq!(relaxed.expect("run"), NORMAL);
+        // Back to FULL as soon as a job needs it.
+        assert_eq!(store.run(synchronous).await.expect("run"), FULL);
+    }
 }
