@@ -117,20 +117,21 @@ fn description(text: &str, images: &[String], budget: usize) -> String {
     };
     let links_budget = budget.saturating_sub(text_wants.min(budget / 2));
     let mut links = String::from("More images:");
+    let mut used = char_len(&links);
     let mut shown = 0;
     for (i, url) in extra.iter().enumerate() {
         let link = format!(" [image {}]({})", i + GALLERY_MAX + 1, link_safe(url));
-        let more = format!(" and {} more", extra.len() - i - 1);
-        let fits = char_len(&links)
-            + char_len(&link)
-            + if i + 1 < extra.len() {
-                char_len(&more)
-            } else {
-                0
-            };
-        if fits > links_budget {
+        let left_after = extra.len() - i - 1;
+        // Room for " and N more" unless this is the last link.
+        let tail = if left_after > 0 {
+            char_len(&format!(" and {left_after} more"))
+        } else {
+            0
+        };
+        if used + char_len(&link) + tail > links_budget {
             break;
         }
+        used += char_len(&link);
         links.push_str(&link);
         shown += 1;
     }
