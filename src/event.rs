@@ -7,19 +7,15 @@
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// The five event types all-images.ai sends for an image generation.
-pub const EVENT_TYPES: [&str; 5] = [
-    "print.created",
-    "print.active",
-    "print.progress",
-    "print.failed",
-    "print.completed",
-];
+use crate::domain::{EventType, Rank};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
-    pub event_type: String,
+    /// `None` for a type all-images.ai may add later: accepted, routed nowhere.
+    pub event_type: Option<EventType>,
+    /// `type` as sent (templates and logs show it).
+    pub type_name: String,
     pub api_version: Option<f64>,
     /// Unix seconds.
     pub created: Option<f64>,
@@ -67,6 +63,14 @@ impl Generation {
         let done = self.images.len() as u64;
         let total = self.nb_images.unwrap_or(done).max(done);
         (done, total)
+    }
+}
+
+impl Event {
+    /// Where this event stands in its generation's story; `None` for an unknown type.
+    pub fn rank(&self) -> Option<Rank> {
+        let (done, _) = self.generation.progress();
+        self.event_type.map(|t| t.rank(done))
     }
 }
 
@@ -119,7 +123,7 @@ pub fn from_value(value: &Value) -> Result<Event, ParseError> {
         ));
     };
     let id = required_string(root, "id", "id")?;
-    let event_type = required_string(root, "type", "type")?;
+    let type_name = required_string(root, "type", "type")?;
     let api_version = optional_number(root, "api_version", "api_version")?;
     let created = optional_number(root, "created", "created")?;
     let data = match root.get("data") {
@@ -163,7 +167,8 @@ pub fn from_value(value: &Value) -> Result<Event, ParseError> {
     };
     Ok(Event {
         id,
-        event_type,
+        event_type: EventType::parse(&type_name),
+        type_name,
         api_version,
         created,
         generation,

@@ -20,6 +20,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod domain;
 pub mod event;
 pub mod loaded;
 pub mod render;

@@ -25,7 +25,7 @@ pub fn route(config: &Config, event: &Event) -> Vec<Target> {
         .collect();
     let mut targets: Vec<Target> = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
-        if !route.events.contains(&event.event_type) {
+        if !event.event_type.is_some_and(|t| route.events.contains(&t)) {
             continue;
         }
         if route.untagged && !tags.is_empty() {

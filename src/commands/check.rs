@@ -56,7 +56,11 @@ pub fn run(path: &Path, out: &mut dyn Write) -> CommandResult {
             format!(
                 "  {}: {tags}, events [{}] → {}",
                 r.label(),
-                r.events.join(", "),
+                r.events
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 r.to.join(", ")
             ),
         )?;

@@ -9,12 +9,12 @@ use std::path::Path;
 /// `event` is a file path or an event type (built-in sample).
 pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult {
     let loaded = load(config)?;
-    let body: Vec<u8> = match samples::sample(event_arg) {
+    let body: Vec<u8> = match samples::by_name(event_arg) {
         Some(s) => s.as_bytes().to_vec(),
         None => std::fs::read(event_arg).map_err(|e| {
             Failure::invalid(format!(
                 "--event {event_arg}: not an event type ({}) and not a readable file ({e})",
-                event::EVENT_TYPES.join(", ")
+                crate::domain::EventType::names().join(", ")
             ))
         })?,
     };
@@ -30,7 +30,7 @@ pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult
     writeln!(
         out,
         "{} {} ({tags}) → {} destination(s)",
-        ev.event_type,
+        ev.type_name,
         ev.id,
         targets.len()
     )

@@ -23,10 +23,10 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
             "--to {to}: no such destination{hint}"
         )));
     };
-    let sample = samples::sample(event_type).ok_or_else(|| {
+    let sample = samples::by_name(event_type).ok_or_else(|| {
         Failure::invalid(format!(
             "--event {event_type}: expected one of {}",
-            event::EVENT_TYPES.join(", ")
+            crate::domain::EventType::names().join(", ")
         ))
     })?;
     let ev = event::parse(sample.as_bytes())

@@ -7,7 +7,7 @@
 
 use super::{CommandResult, Failure};
 use crate::config::Config;
-use crate::event::EVENT_TYPES;
+use crate::domain::EventType;
 use reqwest::Url;
 use std::io::Write;
 use std::time::Duration;
@@ -86,15 +86,15 @@ pub async fn subscribe(
     out: &mut dyn Write,
 ) -> CommandResult {
     for e in events {
-        if !EVENT_TYPES.contains(&e.as_str()) {
+        if EventType::parse(e).is_none() {
             return Err(Failure::invalid(format!(
                 "--events: unknown event type `{e}`; expected {}",
-                EVENT_TYPES.join(", ")
+                EventType::names().join(", ")
             )));
         }
     }
     let events: Vec<String> = if events.is_empty() {
-        EVENT_TYPES.iter().map(|s| s.to_string()).collect()
+        EventType::names().iter().map(|s| s.to_string()).collect()
     } else {
         events.to_vec()
     };

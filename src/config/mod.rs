@@ -10,7 +10,8 @@ mod raw;
 
 pub use problems::{line_col, nearest, sort as sort_problems, ConfigError, Problem, Problems};
 
-use crate::event::EVENT_TYPES;
+use crate::domain::EventType;
+pub use crate::domain::Kind;
 use raw::{RawConfig, RawTemplate, SString};
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ pub struct Config {
     pub destinations: BTreeMap<String, Destination>,
     pub routes: Vec<Route>,
     /// Global overrides, by event type.
-    pub templates: BTreeMap<String, TemplateSource>,
+    pub templates: BTreeMap<EventType, TemplateSource>,
     /// Warnings that do not stop the service (shown by `check` and logged at start).
     pub warnings: Vec<String>,
 }
@@ -66,32 +67,6 @@ impl Default for DeliveryConfig {
             timeout: Duration::from_secs(10),
             max_attempts: 12,
             max_age: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Slack,
-    Discord,
-    Console,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Slack => "slack",
-            Kind::Discord => "discord",
-            Kind::Console => "console",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "slack" => Some(Kind::Slack),
-            "discord" => Some(Kind::Discord),
-            "console" => Some(Kind::Console),
-            _ => None,
         }
     }
 }
@@ -178,10 +153,10 @@ pub struct Route {
     /// Lower-cased; `None` = any tags.
     pub tags: Option<Vec<String>>,
     pub untagged: bool,
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     pub to: Vec<String>,
     pub mention: Vec<Mention>,
-    pub templates: BTreeMap<String, TemplateSource>,
+    pub templates: BTreeMap<EventType, TemplateSource>,
 }
 
 impl Route {
@@ -727,17 +702,23 @@ impl Validator<'_> {
         })
     }
 
-    fn event_type(&mut self, s: &SString, what: &str) -> Option<String> {
+    fn event_type(&mut self, s: &SString, what: &str) -> Option<EventType> {
         self.event_name(s.get_ref(), s.span(), what)
     }
 
-    fn event_name(&mut self, t: &str, span: std::ops::Range<usize>, what: &str) -> Option<String> {
-        if EVENT_TYPES.contains(&t) {
-            return Some(t.to_string());
+    fn event_name(
+        &mut self,
+        t: &str,
+        span: std::ops::Range<usize>,
+        what: &str,
+    ) -> Option<EventType> {
+        if let Some(ty) = EventType::parse(t) {
+            return Some(ty);
         }
-        let hint = match nearest(t, EVENT_TYPES) {
+        let names = EventType::names();
+        let hint = match nearest(t, names) {
             Some(best) => format!("; did you mean `{best}`?"),
-            None => format!("; expected one of: {}", EVENT_TYPES.join(", ")),
+            None => format!("; expected one of: {}", names.join(", ")),
         };
         self.p.at(
             Some(span),
@@ -750,7 +731,7 @@ impl Validator<'_> {
         &mut self,
         raw: &BTreeMap<toml::Spanned<String>, RawTemplate>,
         where_: &str,
-    ) -> BTreeMap<String, TemplateSource> {
+    ) -> BTreeMap<EventType, TemplateSource> {
         let mut out = BTreeMap::new();
         for (ty, t) in raw {
             let Some(ty) = self.event_type(ty, where_) else {
@@ -810,7 +791,7 @@ impl Validator<'_> {
                     })
                     .collect()
             }
-            None => EVENT_TYPES.iter().map(|s| s.to_string()).collect(),
+            None => EventType::ALL.to_vec(),
         };
         let no_destinations = Vec::new();
         let to_list = match &r.to {
@@ -984,7 +965,7 @@ mention = ["${ROLE}"]
         let route = &config.routes[0];
         assert_eq!(route.name.as_deref(), Some("for Team-A"));
         assert_eq!(route.tags, Some(vec!["team-a".to_string()]));
-        assert_eq!(route.events, vec!["print.failed".to_string()]);
+        assert_eq!(route.events, vec![EventType::Failed]);
         assert_eq!(route.to, vec!["oncall".to_string()]);
         assert_eq!(
             route.mention,

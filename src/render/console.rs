@@ -24,7 +24,7 @@ pub fn body(msg: &Message<'_>) -> Value {
         })
         .collect();
     json!({
-        "event": msg.event.event_type,
+        "event": msg.event.type_name,
         "generation": msg.event.generation.id,
         "tags": msg.event.generation.tags,
         "title": msg.title,

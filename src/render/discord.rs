@@ -9,6 +9,7 @@
 use super::text::{char_len, escape_discord, truncate};
 use super::{attachable_url, Message};
 use crate::config::Mention;
+use crate::domain::EventType;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -22,14 +23,13 @@ const URL_MAX: usize = 2048;
 const GALLERY_MAX: usize = 4;
 
 /// Colour per event type: created grey, active blue, progress amber, completed green, failed red.
-pub fn colour(event_type: &str) -> u32 {
+pub fn colour(event_type: Option<EventType>) -> u32 {
     match event_type {
-        "print.created" => 0x95A5A6,
-        "print.active" => 0x3498DB,
-        "print.progress" => 0xF1A208,
-        "print.completed" => 0x2ECC71,
-        "print.failed" => 0xE74C3C,
-        _ => 0x95A5A6,
+        Some(EventType::Created) | None => 0x95A5A6,
+        Some(EventType::Active) => 0x3498DB,
+        Some(EventType::Progress) => 0xF1A208,
+        Some(EventType::Completed) => 0x2ECC71,
+        Some(EventType::Failed) => 0xE74C3C,
     }
 }
 
@@ -161,7 +161,7 @@ pub fn body(msg: &Message<'_>) -> Value {
         .collect();
 
     let title = if msg.title.trim().is_empty() {
-        escape_discord(&msg.event.event_type)
+        escape_discord(&msg.event.type_name)
     } else {
         msg.title.trim().to_string()
     };
@@ -175,15 +175,15 @@ pub fn body(msg: &Message<'_>) -> Value {
         );
     }
     if matches!(
-        msg.event.event_type.as_str(),
-        "print.progress" | "print.active"
+        msg.event.event_type,
+        Some(EventType::Progress | EventType::Active)
     ) {
         let (done, total) = g.progress();
         fields
             .push(json!({"name": "Progress", "value": format!("{done}/{total}"), "inline": true}));
     }
     let footer = truncate(
-        &format!("{} · generation {}", msg.event.event_type, g.id),
+        &format!("{} · generation {}", msg.event.type_name, g.id),
         FOOTER_MAX,
     );
 
@@ -209,7 +209,7 @@ pub fn body(msg: &Message<'_>) -> Value {
     if !description.is_empty() {
         main.insert("description".into(), json!(description));
     }
-    main.insert("color".into(), json!(colour(&msg.event.event_type)));
+    main.insert("color".into(), json!(colour(msg.event.event_type)));
     if let Some(ts) = timestamp(msg) {
         main.insert("timestamp".into(), json!(ts));
     }

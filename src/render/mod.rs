@@ -11,6 +11,7 @@ pub mod templates;
 pub mod text;
 
 use crate::config::{Config, Destination, Kind, Mention, Problem};
+use crate::domain::EventType;
 use crate::event::{Event, Image};
 use crate::routing::Target;
 use serde_json::Value;
@@ -42,7 +43,7 @@ impl Message<'_> {
     /// the newest one is shown, so a progress message does not repeat earlier images.
     pub fn images(&self) -> Vec<&Image> {
         let all = &self.event.generation.images;
-        if self.event.event_type == "print.progress" {
+        if self.event.event_type == Some(EventType::Progress) {
             all.last().into_iter().collect()
         } else {
             all.iter().collect()

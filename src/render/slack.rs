@@ -45,7 +45,7 @@ pub fn body(msg: &Message<'_>) -> Value {
         format!("{mention_line} ")
     };
     let title = if msg.title.trim().is_empty() {
-        escape_slack(&msg.event.event_type)
+        escape_slack(&msg.event.type_name)
     } else {
         msg.title.clone()
     };
@@ -95,7 +95,7 @@ pub fn body(msg: &Message<'_>) -> Value {
 
     let mut context = format!(
         "{} · generation {}",
-        escape_slack(&msg.event.event_type),
+        escape_slack(&msg.event.type_name),
         escape_slack(&g.id)
     );
     if !g.tags.is_empty() {

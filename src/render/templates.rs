@@ -8,7 +8,8 @@
 
 use super::text::{escape_discord, escape_slack, quote_lines};
 use crate::config::{Config, Problem, TemplateSource};
-use crate::event::{Event, EVENT_TYPES};
+use crate::domain::EventType;
+use crate::event::Event;
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, State};
 use serde::Serialize;
@@ -52,29 +53,29 @@ impl Field {
 }
 
 /// The built-in template for each event type: (title, text).
-pub fn default_template(event_type: &str) -> (&'static str, &'static str) {
+pub fn default_template(event_type: Option<EventType>) -> (&'static str, &'static str) {
     match event_type {
-        "print.created" => (
+        Some(EventType::Created) => (
             concat!("New generation: ", "{{ generation.name or generation.id }}"),
             "{{ generation.prompt | quote }}\nQueued: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} requested.",
         ),
-        "print.active" => (
+        Some(EventType::Active) => (
             concat!("Generating: ", "{{ generation.name or generation.id }}"),
             "{{ generation.prompt | quote }}\nStarted: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} on the way.",
         ),
-        "print.progress" => (
+        Some(EventType::Progress) => (
             concat!("{{ generation.name or generation.id }}", ": image {{ progress.done }} of {{ progress.total }} ready"),
             "{{ progress.done }} of {{ progress.total }} images done.",
         ),
-        "print.failed" => (
+        Some(EventType::Failed) => (
             concat!("Generation failed: ", "{{ generation.name or generation.id }}"),
             "{{ generation.prompt | quote }}\nStatus: {{ generation.status_name or 'Error' }}. No images were delivered{{ ' after ' ~ progress.done ~ ' of ' ~ progress.total if progress.done > 0 }}.",
         ),
-        "print.completed" => (
+        Some(EventType::Completed) => (
             concat!("{{ generation.name or generation.id }}", " is ready ({{ images | length }} image{{ '' if images | length == 1 else 's' }})"),
             "{{ generation.prompt | quote }}",
         ),
-        _ => (
+        None => (
             "{{ event.type }}: {{ generation.name or generation.id }}",
             "{{ generation.prompt | quote }}",
         ),
@@ -175,8 +176,9 @@ impl Templates {
             present: HashSet::new(),
         };
         let mut problems = Vec::new();
-        for ty in EVENT_TYPES.into_iter().chain([UNKNOWN_TYPE]) {
-            let (title, text) = default_template(ty);
+        for known in EventType::ALL.map(Some).into_iter().chain([None]) {
+            let (title, text) = default_template(known);
+            let ty = known.map_or(UNKNOWN_TYPE, EventType::as_str);
             for (field, src) in [(Field::Title, title), (Field::Text, text)] {
                 if let Err(e) = t.add(Scope::Default, ty, field, src) {
                     // A broken built-in is a bug, but report it rather than panic.
@@ -184,8 +186,9 @@ impl Templates {
                 }
             }
         }
-        let mut add_all = |scope: Scope, map: &BTreeMap<String, TemplateSource>, label: &str| {
+        let mut add_all = |scope: Scope, map: &BTreeMap<EventType, TemplateSource>, label: &str| {
             for (ty, src) in map {
+                let ty = ty.as_str();
                 for (field, value) in [(Field::Title, &src.title), (Field::Text, &src.text)] {
                     if let Some((text, line)) = value {
                         let tried = t
@@ -229,7 +232,7 @@ impl Templates {
     /// every platform, so a template that cannot render (an unknown filter such as `safe`, a
     /// type error) is a config error now rather than a fallback at run time.
     fn try_on_sample(&self, scope: Scope, ty: &str, field: Field) -> Result<(), minijinja::Error> {
-        let Some(sample) = crate::samples::sample(ty) else {
+        let Some(sample) = crate::samples::by_name(ty) else {
             return Ok(());
         };
         let Ok(event) = crate::event::parse(sample.as_bytes()) else {
@@ -264,11 +267,7 @@ impl Templates {
         field: Field,
         escape: Escape,
     ) -> (String, Option<String>) {
-        let ty = if EVENT_TYPES.contains(&event.event_type.as_str()) {
-            event.event_type.as_str()
-        } else {
-            UNKNOWN_TYPE
-        };
+        let ty = event.event_type.map_or(UNKNOWN_TYPE, EventType::as_str);
         let scope = self.pick(route, ty, field);
         let attempt = |scope: Scope| -> Result<String, minijinja::Error> {
             let tmpl = self
@@ -371,7 +370,7 @@ pub fn context(event: &Event) -> Value {
     Value::from_serialize(Ctx {
         event: EventCtx {
             id: &event.id,
-            event_type: &event.event_type,
+            event_type: &event.type_name,
             created: event.created.map(number),
             api_version: event.api_version.map(number),
         },

@@ -33,7 +33,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 /// Makes every series a dashboard or alert expects exist from the first scrape, at 0, instead
 /// of appearing only after its first event (an absent series breaks `rate()` and alerts).
 fn register_zeros(destinations: &[String]) {
-    for ty in crate::event::EVENT_TYPES {
+    for ty in crate::domain::EventType::names() {
         for outcome in ["accepted", "duplicate"] {
             metrics::counter!("printbell_events_total", "type" => ty, "outcome" => outcome)
                 .increment(0);

@@ -5,6 +5,7 @@
 
 use super::auth::{self, Credentials};
 use super::{json_error, AppState};
+use crate::domain::EventType;
 use crate::event;
 use crate::render::Rendered;
 use crate::routing;
@@ -18,12 +19,8 @@ use std::sync::Arc;
 
 /// Labels for `printbell_events_total{type}`: the five known types, else "other", so a sender
 /// cannot create unbounded label values.
-fn type_label(t: &str) -> &'static str {
-    event::EVENT_TYPES
-        .iter()
-        .find(|k| **k == t)
-        .copied()
-        .unwrap_or("other")
+fn type_label(t: Option<EventType>) -> &'static str {
+    t.map_or("other", EventType::as_str)
 }
 
 /// Counts a rejection: `printbell_events_total{type="unknown",outcome="rejected"}` (the type is
@@ -142,7 +139,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
     let mut deliveries = Vec::with_capacity(rendered.len());
     for r in &rendered {
         deliveries.push(NewDelivery {
-            event_type: event.event_type.clone(),
+            event_type: event.type_name.clone(),
             generation_id: event.generation.id.clone(),
             destination: r.destination.clone(),
             kind: r.kind.as_str().to_string(),
@@ -150,7 +147,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
         });
     }
 
-    let label = type_label(&event.event_type);
+    let label = type_label(event.event_type);
     match state.store.accept(event.id.clone(), deliveries).await {
         Ok(Accepted::New(ids)) => {
             for r in &rendered {
@@ -159,7 +156,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
             metrics::counter!("printbell_events_total", "type" => label, "outcome" => "accepted")
                 .increment(1);
             let names: Vec<&str> = rendered.iter().map(|r| r.destination.as_str()).collect();
-            tracing::info!(event = %event.id, event_type = %event.event_type, generation = %event.generation.id, deliveries = ids.len(), destinations = ?names, "event accepted");
+            tracing::info!(event = %event.id, event_type = %event.type_name, generation = %event.generation.id, deliveries = ids.len(), destinations = ?names, "event accepted");
             (
                 StatusCode::ACCEPTED,
                 poem::web::Json(json!({"id": event.id, "deliveries": ids.len()})),
@@ -169,7 +166,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
         Ok(Accepted::Duplicate) => {
             metrics::counter!("printbell_events_total", "type" => label, "outcome" => "duplicate")
                 .increment(1);
-            tracing::info!(event = %event.id, event_type = %event.event_type, generation = %event.generation.id, "duplicate event; nothing sent");
+            tracing::info!(event = %event.id, event_type = %event.type_name, generation = %event.generation.id, "duplicate event; nothing sent");
             (
                 StatusCode::OK,
                 poem::web::Json(json!({"id": event.id, "duplicate": true})),

@@ -1,0 +1,30 @@
+//! Which chat platform a destination posts to. What each kind means lives in `crate::platform`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Slack,
+    Discord,
+    Console,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Slack, Kind::Discord, Kind::Console];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Slack => "slack",
+            Kind::Discord => "discord",
+            Kind::Console => "console",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
