@@ -5,13 +5,13 @@ use crate::delivery::Workers;
 use crate::loaded::{Live, Loaded};
 use crate::server::guard::GuardedAcceptor;
 use crate::server::{self, AppState};
+use crate::shutdown::{Shutdown, Trigger};
 use crate::store::{now_ms, schema, Durability, Store};
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long in-flight posts may take to finish after a stop signal.
@@ -25,7 +25,7 @@ pub struct Running {
     pub store: Store,
     pub live: Live,
     pub workers: Workers,
-    shutdown: watch::Sender<bool>,
+    shutdown: Trigger,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -53,7 +53,7 @@ async fn bind(
 pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let config = &loaded.config;
     let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let shutdown = Trigger::new();
     let listen = config.server.listen.clone();
     let metrics_listen = config.server.metrics_listen.clone();
     let webhook_path = config.server.webhook_path.clone();
@@ -62,14 +62,14 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
         tracing::warn!("{w}");
     }
     let live = Live::new(loaded);
-    let workers = Workers::start(store.clone(), live.clone(), shutdown_rx.clone()).await?;
+    let workers = Workers::start(store.clone(), live.clone(), shutdown.subscribe()).await?;
     let state = Arc::new(AppState::new(live.clone(), store.clone(), workers.clone()));
     server::ops::recorder();
 
     let mut servers = Vec::new();
     let (acceptor, addr) = bind(&listen, "server.listen", request_timeout).await?;
     let app = server::app(state.clone(), &webhook_path, metrics_listen.is_none());
-    servers.push(spawn_server(acceptor, app, shutdown_rx.clone()));
+    servers.push(spawn_server(acceptor, app, shutdown.subscribe()));
     let mut metrics_addr = None;
     if let Some(m) = &metrics_listen {
         let (acceptor, maddr) = bind(m, "server.metrics_listen", request_timeout).await?;
@@ -77,10 +77,14 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
         servers.push(spawn_server(
             acceptor,
             server::metrics_app(state),
-            shutdown_rx.clone(),
+            shutdown.subscribe(),
         ));
     }
-    tokio::spawn(housekeeping(store.clone(), live.clone(), shutdown_rx));
+    tokio::spawn(housekeeping(
+        store.clone(),
+        live.clone(),
+        shutdown.subscribe(),
+    ));
     tracing::info!(%addr, webhook_path = %webhook_path, store = %store.path().display(), "printbell is listening");
     Ok(Running {
         addr,
@@ -96,16 +100,14 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
 fn spawn_server(
     acceptor: poem::listener::BoxAcceptor,
     app: impl poem::Endpoint + 'static,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(Duration::from_secs(30))
             .run_with_graceful_shutdown(
                 app,
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
+                async move { stop.started().await },
                 Some(Duration::from_secs(5)),
             )
             .await
@@ -114,7 +116,7 @@ fn spawn_server(
 
 /// Purges done deliveries and old event ids every hour (and once at start), with the
 /// retention of the config in force.
-async fn housekeeping(store: Store, live: Live, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(store: Store, live: Live, mut stop: Shutdown) {
     loop {
         let retention = live.get().config.store.retention;
         let before = now_ms() - retention.as_millis() as i64;
@@ -134,7 +136,7 @@ async fn housekeeping(store: Store, live: Live, mut stop: watch::Receiver<bool>)
         }
         tokio::select! {
             _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.started() => return,
         }
     }
 }
@@ -143,7 +145,7 @@ impl Running {
     /// Stops accepting, lets in-flight posts finish (bounded), and returns whether everything
     /// finished within the grace period.
     pub async fn stop(self) -> bool {
-        let _ = self.shutdown.send(true);
+        self.shutdown.start();
         for s in self.servers {
             let _ = s.await;
         }

@@ -24,7 +24,7 @@ pub async fn run(url: &str) -> CommandResult {
         Ok(r) => Err(Failure::invalid(format!("{url} answered {}", r.status()))),
         Err(e) => Err(Failure::invalid(format!(
             "{url} did not answer: {}",
-            crate::delivery::client::describe_error(&e)
+            crate::platform::http::describe_error(&e)
         ))),
     }
 }

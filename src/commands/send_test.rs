@@ -3,9 +3,8 @@
 //! after pasting a webhook URL. Configured mentions are left out: a test should not page anyone.
 
 use super::{load, CommandResult, Failure};
-use crate::config::{redact_url, Kind};
-use crate::delivery::client;
-use crate::render::console;
+use crate::config::redact_url;
+use crate::platform::{self, http, Outcome};
 use crate::routing::Target;
 use crate::{event, samples};
 use std::io::Write;
@@ -47,46 +46,50 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
         .ok_or_else(|| Failure::runtime(format!("cannot render for {to}")))?;
     let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
 
-    if dest.kind == Kind::Console {
-        write!(out, "{}", console::format(&rendered.body)).map_err(io)?;
-        return Ok(());
-    }
-    let url = client::post_url(dest).ok_or_else(|| Failure::invalid(format!("{to} has no URL")))?;
-    let http = client::build_client(c.delivery.timeout).map_err(|e| {
+    let http = http::build_client(c.delivery.timeout).map_err(|e| {
         Failure::runtime(format!(
             "cannot build an HTTP client: {}",
-            client::describe_error(&e)
+            http::describe_error(&e)
         ))
     })?;
-    writeln!(
-        out,
-        "posting a sample {event_type} message to {to} ({} {})",
-        dest.kind.as_str(),
-        redact_url(&url)
-    )
-    .map_err(io)?;
-    let resp = http
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(rendered.body.to_string())
-        .send()
-        .await
-        .map_err(|e| Failure::runtime(format!("{to}: {}", client::describe_error(&e))))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    writeln!(out, "{to} answered {status}").map_err(io)?;
-    if !body.trim().is_empty() {
-        writeln!(out, "{}", crate::render::text::truncate(body.trim(), 2000)).map_err(io)?;
+    if let Some(url) = &dest.url {
+        writeln!(
+            out,
+            "posting a sample {event_type} message to {to} ({} {})",
+            dest.kind,
+            redact_url(url)
+        )
+        .map_err(io)?;
     }
-    if status.is_success() {
-        Ok(())
-    } else if status.is_client_error() {
-        Err(Failure::invalid(format!(
-            "{to} refused the message ({status}); check the webhook URL and `printbell preview`"
-        )))
-    } else {
-        Err(Failure::runtime(format!(
-            "{to} failed ({status}); try again later"
-        )))
+    out.flush().map_err(io)?;
+    let answer = platform::of(dest.kind)
+        .send(&http, dest, &rendered.body.to_string())
+        .await;
+    match answer.outcome {
+        Outcome::Done { status, message_id } => {
+            if dest.url.is_some() {
+                writeln!(out, "{to} answered {status}").map_err(io)?;
+            }
+            if let Some(id) = message_id {
+                writeln!(out, "message id {id}").map_err(io)?;
+            }
+            Ok(())
+        }
+        Outcome::RateLimited { status, wait, .. } => Err(Failure::runtime(format!(
+            "{to} answered {status}: rate limited; try again in {:.0} s",
+            wait.as_secs_f64().ceil()
+        ))),
+        Outcome::Retry { status, error } => {
+            let what = status.map_or("failed".to_string(), |s| format!("answered {s}"));
+            writeln!(out, "{to} {what}: {error}").map_err(io)?;
+            Err(Failure::runtime(format!("{to} failed; try again later")))
+        }
+        Outcome::Permanent { status, error } => {
+            let what = status.map_or("refused it".to_string(), |s| format!("answered {s}"));
+            writeln!(out, "{to} {what}: {error}").map_err(io)?;
+            Err(Failure::invalid(format!(
+                "{to} refused the message; check the webhook URL and `printbell preview`"
+            )))
+        }
     }
 }

@@ -61,7 +61,7 @@ async fn api_error(what: &str, resp: reqwest::Response) -> Failure {
 fn send_error(e: reqwest::Error) -> Failure {
     Failure::runtime(format!(
         "cannot reach the all-images.ai API: {}",
-        crate::delivery::client::describe_error(&e)
+        crate::platform::http::describe_error(&e)
     ))
 }
 

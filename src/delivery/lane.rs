@@ -12,20 +12,16 @@
 //! store (so `deliveries retry` on a waiting head takes effect); only the short waits of the
 //! platform's pacing keep the queue.
 
-use super::client::{self, Outcome, RateHeaders};
 use super::policy::{self, AfterFailure};
-use super::{GlobalLimits, Webhooks};
-use crate::config::{Destination, Kind};
+use crate::config::Destination;
 use crate::loaded::Live;
-use crate::render::console;
+use crate::platform::{self, Outcome, Pacers};
+use crate::shutdown::Shutdown;
 use crate::store::{now_ms, schema, Delivery, Durability, Store, StoreError};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::VecDeque;
-use std::io::Write;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// How often an idle lane looks at the store anyway (picks up `deliveries retry` from the CLI).
@@ -41,33 +37,18 @@ pub(super) struct Lane {
     pub live: Live,
     pub client: reqwest::Client,
     pub notify: Arc<Notify>,
-    pub shutdown: watch::Receiver<bool>,
-    pub global: GlobalLimits,
-    pub webhooks: Webhooks,
+    pub shutdown: Shutdown,
+    pub pacers: Arc<Pacers>,
 }
 
-/// Client-side pacing of one webhook, so a healthy run never meets a 429. Shared by every lane
-/// posting to that webhook.
-pub(crate) struct Webhook {
-    /// Slack: about one message per second, short bursts tolerated.
-    slack: DefaultDirectRateLimiter,
-    /// Discord: held for the whole post, so one post at a time goes to the webhook and the
-    /// X-RateLimit-* headers of each answer describe the bucket exactly. The value: the bucket
-    /// is empty until this instant.
-    discord: tokio::sync::Mutex<Option<Instant>>,
-}
-
-impl Webhook {
-    fn new() -> Webhook {
-        let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
-        Webhook {
-            slack: RateLimiter::direct(Quota::with_period(Duration::from_secs(1)).map_or_else(
-                || Quota::per_second(NonZeroU32::MIN),
-                |q| q.allow_burst(burst),
-            )),
-            discord: tokio::sync::Mutex::new(None),
-        }
-    }
+/// Whether the head of the queue can be sent now (the first phase of a step).
+enum Prepared {
+    /// To this destination, as configured now.
+    Send(Box<Destination>),
+    /// Not before its next attempt time.
+    NotDue(Duration),
+    /// Can never be sent (its destination was removed or changed kind): dead, not counted.
+    Unsendable(String),
 }
 
 impl Lane {
@@ -80,7 +61,7 @@ impl Lane {
         let mut limit = BATCH;
         loop {
             // A dropped sender (the service was dropped without `stop`) also ends the lane.
-            if *self.shutdown.borrow() || self.shutdown.has_changed().is_err() {
+            if self.shutdown.is_started() {
                 break;
             }
             let Some(delivery) = queue.pop_front() else {
@@ -117,7 +98,7 @@ impl Lane {
         settle(&mut marks).await;
     }
 
-    /// Sends `delivery` if it is due and the platform's limits allow.
+    /// Sends `delivery` if it is due and the platform's limits allow: prepare → call → record.
     async fn step(&mut self, delivery: Delivery, marks: &mut VecDeque<JoinHandle<()>>) -> Step {
         // Before any pacing lock is taken, so other lanes on the webhook never wait for the store.
         if marks.len() >= MAX_UNCONFIRMED {
@@ -125,74 +106,60 @@ impl Lane {
                 let _ = oldest.await;
             }
         }
-        let loaded = self.live.get();
-        let Some(dest) = loaded.config.destinations.get(&self.name) else {
-            self.dead(
-                &delivery,
-                None,
-                "destination removed from config".into(),
-                false,
-            )
-            .await;
-            return Step::Changed;
+        let dest = match self.prepare(&delivery, now_ms()) {
+            Prepared::Send(dest) => dest,
+            Prepared::NotDue(wait) => {
+                self.idle(wait.min(POLL)).await;
+                return Step::NotDue;
+            }
+            Prepared::Unsendable(why) => {
+                self.dead(&delivery, None, why, false).await;
+                return Step::Changed;
+            }
         };
-        if dest.kind.as_str() != delivery.kind {
-            let why = format!(
-                "destination is now a {} destination but the message was rendered for {}",
-                dest.kind.as_str(),
-                delivery.kind
-            );
-            self.dead(&delivery, None, why, false).await;
-            return Step::Changed;
-        }
-        let now = now_ms();
-        if delivery.next_attempt_at > now {
-            let wait = Duration::from_millis((delivery.next_attempt_at - now) as u64);
-            self.idle(wait.min(POLL)).await;
-            return Step::NotDue;
-        }
-        let dest = dest.clone();
-        drop(loaded);
-        match dest.kind {
-            Kind::Discord => {
-                let hook = self.webhook(&dest);
-                let mut bucket = tokio::select! {
-                    b = hook.discord.lock() => b,
-                    _ = self.shutdown.changed() => return Step::Paced(Box::new(delivery)),
-                };
-                if let Some(wait) = self.discord_wait(&dest, *bucket) {
-                    drop(bucket);
-                    self.idle(wait.min(POLL)).await;
-                    return Step::Paced(Box::new(delivery));
-                }
-                self.attempt(&dest, delivery, Some(&mut *bucket), marks)
-                    .await
+        let pacer = self.pacers.get(&dest);
+        let permit = tokio::select! {
+            p = pacer.acquire() => p,
+            _ = self.shutdown.started() => return Step::Paced(Box::new(delivery)),
+        };
+        let mut permit = match permit {
+            Ok(permit) => permit,
+            Err(wait) => {
+                self.idle(wait.min(POLL)).await;
+                return Step::Paced(Box::new(delivery));
             }
-            Kind::Slack => {
-                let hook = self.webhook(&dest);
-                if let Err(not_until) = hook.slack.check() {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
-                    self.idle(wait.min(POLL)).await;
-                    return Step::Paced(Box::new(delivery));
-                }
-                self.attempt(&dest, delivery, None, marks).await
-            }
-            Kind::Console => self.attempt(&dest, delivery, None, marks).await,
-        }
+        };
+        // `max_age` counts from the first attempt, not from the time spent in the queue.
+        let started = if delivery.started_at == 0 {
+            now_ms()
+        } else {
+            delivery.started_at
+        };
+        let answer = platform::of(dest.kind)
+            .send(&self.client, &dest, &delivery.body)
+            .await;
+        permit.record(&answer);
+        drop(permit);
+        self.record(&delivery, answer.outcome, started, now_ms(), marks)
+            .await
     }
 
-    /// The shared pacing state of the destination's webhook.
-    fn webhook(&self, dest: &Destination) -> Arc<Webhook> {
-        let key = webhook_key(dest);
-        match self.webhooks.lock() {
-            Ok(mut hooks) => hooks
-                .entry(key)
-                .or_insert_with(|| Arc::new(Webhook::new()))
-                .clone(),
-            Err(_) => Arc::new(Webhook::new()),
+    /// Whether `d` can be sent now, by the config in force at `now`.
+    fn prepare(&self, d: &Delivery, now: i64) -> Prepared {
+        let loaded = self.live.get();
+        let Some(dest) = loaded.config.destinations.get(&self.name) else {
+            return Prepared::Unsendable("destination removed from config".into());
+        };
+        if dest.kind.as_str() != d.kind {
+            return Prepared::Unsendable(format!(
+                "destination is now a {} destination but the message was rendered for {}",
+                dest.kind, d.kind
+            ));
         }
+        if d.next_attempt_at > now {
+            return Prepared::NotDue(Duration::from_millis((d.next_attempt_at - now) as u64));
+        }
+        Prepared::Send(Box::new(dest.clone()))
     }
 
     /// Sleeps until `d` passes, new work is announced, or shutdown begins.
@@ -200,74 +167,21 @@ impl Lane {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
             _ = self.notify.notified() => {}
-            _ = self.shutdown.changed() => {}
+            _ = self.shutdown.started() => {}
         }
     }
 
-    /// How long Discord's limits hold the next post back: the global limit of the host, or
-    /// the webhook's bucket (`bucket`: empty until then).
-    fn discord_wait(&self, dest: &Destination, bucket: Option<Instant>) -> Option<Duration> {
-        let now = Instant::now();
-        let host = host_of(dest);
-        let global = self
-            .global
-            .lock()
-            .ok()
-            .and_then(|g| g.get(&host).copied())
-            .filter(|t| *t > now);
-        let bucket = bucket.filter(|t| *t > now);
-        global.max(bucket).map(|t| t - now)
-    }
-
-    /// Posts `d`. `bucket`: for Discord, the webhook's bucket state (its lock is held).
-    async fn attempt(
+    /// Writes what became of an attempt of `d` (the last phase of a step). `started`: when
+    /// its series of attempts began.
+    async fn record(
         &mut self,
-        dest: &Destination,
-        d: Delivery,
-        mut bucket: Option<&mut Option<Instant>>,
+        d: &Delivery,
+        outcome: Outcome,
+        started: i64,
+        now: i64,
         marks: &mut VecDeque<JoinHandle<()>>,
     ) -> Step {
         let attempt = d.attempts + 1;
-        // `max_age` counts from the first attempt, not from the time spent in the queue.
-        let started = if d.started_at == 0 {
-            now_ms()
-        } else {
-            d.started_at
-        };
-        let (outcome, rate) = if dest.kind == Kind::Console {
-            match serde_json::from_str(&d.body) {
-                // `print!` would panic on a closed stdout (a pipe whose reader went away).
-                Ok(body) => match write!(std::io::stdout().lock(), "{}", console::format(&body)) {
-                    Ok(()) => (
-                        Outcome::Done {
-                            status: 200,
-                            message_id: None,
-                        },
-                        None,
-                    ),
-                    Err(e) => (
-                        Outcome::Retry {
-                            status: None,
-                            error: format!("cannot write to standard output: {e}"),
-                        },
-                        None,
-                    ),
-                },
-                Err(e) => (
-                    Outcome::Permanent {
-                        status: 0,
-                        error: format!("stored body is not JSON: {e}"),
-                    },
-                    None,
-                ),
-            }
-        } else {
-            client::post(&self.client, dest, &d.body).await
-        };
-        if let (Some(rate), Some(b)) = (rate, bucket.as_deref_mut()) {
-            note_bucket(b, rate);
-        }
-        let now = now_ms();
         match outcome {
             Outcome::Done { status, message_id } => {
                 let id = d.id;
@@ -287,14 +201,6 @@ impl Lane {
                 wait,
                 global,
             } => {
-                let until = Instant::now() + wait;
-                if global {
-                    if let Ok(mut g) = self.global.lock() {
-                        g.insert(host_of(dest), until);
-                    }
-                } else if let Some(b) = bucket {
-                    *b = Some(until);
-                }
                 let max_age = self.live.get().config.delivery.max_age;
                 if now - started >= max_age.as_millis() as i64 {
                     // Rate limits do not count as attempts, but they do not keep a delivery
@@ -303,7 +209,7 @@ impl Lane {
                         "gave up: still rate limited after max_age ({})",
                         humantime::format_duration(max_age)
                     );
-                    self.dead(&d, Some(status), why, false).await;
+                    self.dead(d, Some(status), why, false).await;
                     return Step::Changed;
                 }
                 let next = now + wait.as_millis() as i64;
@@ -334,14 +240,13 @@ impl Lane {
                         tracing::warn!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, error = %error, retry_in_ms = next - now, "delivery failed; will retry");
                     }
                     AfterFailure::GiveUp(why) => {
-                        self.dead(&d, status, format!("{why}; last error: {error}"), true)
+                        self.dead(d, status, format!("{why}; last error: {error}"), true)
                             .await;
                     }
                 }
             }
             Outcome::Permanent { status, error } => {
-                self.dead(&d, Some(status).filter(|s| *s != 0), error, true)
-                    .await;
+                self.dead(d, status, error, true).await;
             }
         }
         Step::Changed
@@ -427,30 +332,4 @@ async fn settle(marks: &mut VecDeque<JoinHandle<()>>) {
     while let Some(mark) = marks.pop_front() {
         let _ = mark.await;
     }
-}
-
-/// Records Discord's bucket state: with nothing remaining, posts wait for the reset.
-fn note_bucket(blocked_until: &mut Option<Instant>, rate: RateHeaders) {
-    if let (Some(0), Some(reset)) = (rate.remaining, rate.reset_after) {
-        *blocked_until = Some(Instant::now() + reset);
-    }
-}
-
-/// Identifies a webhook across destinations: its kind and URL without query or fragment
-/// (Discord's `thread_id` and `wait` do not make another webhook).
-fn webhook_key(dest: &Destination) -> String {
-    let url = dest.url.as_ref().map(|u| {
-        let mut u = u.clone();
-        u.set_query(None);
-        u.set_fragment(None);
-        u.to_string()
-    });
-    format!("{} {}", dest.kind.as_str(), url.unwrap_or_default())
-}
-
-fn host_of(dest: &Destination) -> String {
-    dest.url
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
 }

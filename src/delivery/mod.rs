@@ -9,25 +9,18 @@
 //! - Every schedule (next attempt, rate-limit wait) is written to the store, so a restart
 //!   continues it instead of starting over.
 
-pub mod client;
 mod lane;
 pub mod policy;
 
 use crate::loaded::Live;
+use crate::platform::{http, Pacers};
+use crate::shutdown::Shutdown;
 use crate::store::{schema, Durability, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-
-/// Shared between lanes: when Discord's global limit lifts, per host.
-pub(crate) type GlobalLimits = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// Shared between lanes: the pacing state of each webhook (by URL without query), so that
-/// destinations posting to one webhook (e.g. one Discord webhook with two `thread_id`s) share
-/// its rate limit instead of each spending it in full.
-pub(crate) type Webhooks = Arc<Mutex<HashMap<String, Arc<lane::Webhook>>>>;
 
 /// A lane's wake-up signal and task.
 type LaneHandle = (Arc<Notify>, JoinHandle<()>);
@@ -42,35 +35,27 @@ struct Inner {
     store: Store,
     live: Live,
     client: reqwest::Client,
-    shutdown: watch::Receiver<bool>,
-    global: GlobalLimits,
-    webhooks: Webhooks,
+    shutdown: Shutdown,
+    /// The pacing of each webhook, shared so that destinations posting to one webhook (e.g.
+    /// one Discord webhook with two `thread_id`s) share its rate limit.
+    pacers: Arc<Pacers>,
     lanes: Mutex<HashMap<String, LaneHandle>>,
 }
 
 impl Workers {
     /// Starts a lane for every configured destination and for every destination that still
     /// has pending deliveries in the store (a removed one: its deliveries are marked dead).
-    pub async fn start(
-        store: Store,
-        live: Live,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<Workers, String> {
+    pub async fn start(store: Store, live: Live, shutdown: Shutdown) -> Result<Workers, String> {
         let timeout = live.get().config.delivery.timeout;
-        let client = client::build_client(timeout).map_err(|e| {
-            format!(
-                "cannot build the HTTP client: {}",
-                client::describe_error(&e)
-            )
-        })?;
+        let client = http::build_client(timeout)
+            .map_err(|e| format!("cannot build the HTTP client: {}", http::describe_error(&e)))?;
         let workers = Workers {
             inner: Arc::new(Inner {
                 store: store.clone(),
                 live: live.clone(),
                 client,
                 shutdown,
-                global: Arc::default(),
-                webhooks: Arc::default(),
+                pacers: Arc::default(),
                 lanes: Mutex::default(),
             }),
         };
@@ -97,7 +82,7 @@ impl Workers {
                 return;
             }
         }
-        if *self.inner.shutdown.borrow() {
+        if self.inner.shutdown.is_started() {
             return;
         }
         let notify = Arc::new(Notify::new());
@@ -108,8 +93,7 @@ impl Workers {
             client: self.inner.client.clone(),
             notify: notify.clone(),
             shutdown: self.inner.shutdown.clone(),
-            global: self.inner.global.clone(),
-            webhooks: self.inner.webhooks.clone(),
+            pacers: self.inner.pacers.clone(),
         };
         let handle = tokio::spawn(lane.run());
         lanes.insert(destination.to_string(), (notify, handle));

@@ -4,18 +4,16 @@
 //! the Slack / Discord / console body around them, attach images and enforce every limit, so
 //! what leaves this module is final and is stored as is.
 
-pub mod console;
-pub mod discord;
-pub mod slack;
 pub mod templates;
 pub mod text;
 
 use crate::config::{Config, Destination, Kind, Mention, Problem};
 use crate::domain::EventType;
 use crate::event::{Event, Image};
+use crate::platform;
 use crate::routing::Target;
 use serde_json::Value;
-use templates::{Escape, Field, Templates};
+use templates::{Field, Templates};
 
 /// A message ready to be stored and posted.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +85,8 @@ impl Renderer {
         ctx: &minijinja::Value,
     ) -> Option<Rendered> {
         let destination = config.destinations.get(&target.destination)?;
-        let escape = match destination.kind {
-            Kind::Slack => Escape::Slack,
-            Kind::Discord => Escape::Discord,
-            Kind::Console => Escape::Plain,
-        };
+        let platform = platform::of(destination.kind);
+        let escape = platform.escape();
         let mut warnings = Vec::new();
         let mut field = |f: Field| {
             let (out, warning) = self
@@ -109,11 +104,7 @@ impl Renderer {
             text,
             mention: &target.mention,
         };
-        let body = match destination.kind {
-            Kind::Slack => slack::body(&msg),
-            Kind::Discord => discord::body(&msg),
-            Kind::Console => console::body(&msg),
-        };
+        let body = platform.body(&msg);
         Some(Rendered {
             destination: destination.name.clone(),
             kind: destination.kind,

@@ -6,9 +6,9 @@
 //! characters of text over all blocks (`msg_blocks_too_long`). Alt texts and image titles are
 //! kept short so 47 image blocks still fit under that cap.
 
-use super::text::{escape_slack, truncate_slack};
-use super::{attachable_url, Message};
 use crate::config::Mention;
+use crate::render::text::{escape_slack, truncate_slack};
+use crate::render::{attachable_url, Message};
 use serde_json::{json, Value};
 
 const MAX_BLOCKS: usize = 50;

@@ -6,10 +6,10 @@
 //! mentions are added, so nothing from an event can notify anyone. Limits (Discord embed docs):
 //! content 2000, title 256, description 4096, field value 1024, footer 2048, 6000 in total.
 
-use super::text::{char_len, escape_discord, truncate};
-use super::{attachable_url, Message};
 use crate::config::Mention;
 use crate::domain::EventType;
+use crate::render::text::{char_len, escape_discord, truncate};
+use crate::render::{attachable_url, Message};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,11 +1,75 @@
 //! Console destination: the rendered title and text, printed on stdout as one block per event.
 //! Stored as JSON like the chat bodies so the queue treats every destination alike.
 
-use super::{attachable_url, Message};
-use crate::config::Mention;
+use super::{Answer, Free, Gates, Outcome, Pacer, Permit, Platform};
+use crate::config::{Destination, Mention};
+use crate::render::templates::Escape;
+use crate::render::{attachable_url, Message};
+use async_trait::async_trait;
 use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn body(msg: &Message<'_>) -> Value {
+pub struct Console;
+
+#[async_trait]
+impl Platform for Console {
+    fn escape(&self) -> Escape {
+        Escape::Plain
+    }
+
+    fn body(&self, msg: &Message<'_>) -> Value {
+        body(msg)
+    }
+
+    async fn send(&self, _client: &reqwest::Client, _dest: &Destination, body: &str) -> Answer {
+        Answer::of(print(body))
+    }
+
+    fn pacing_key(&self, _dest: &Destination) -> String {
+        String::new()
+    }
+
+    fn pacer(&self, _dest: &Destination, _gates: &Gates) -> Arc<dyn Pacer> {
+        Arc::new(Unpaced)
+    }
+}
+
+/// Prints a stored body on stdout.
+fn print(body: &str) -> Outcome {
+    let body: Value = match serde_json::from_str(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Outcome::Permanent {
+                status: None,
+                error: format!("stored body is not JSON: {e}"),
+            }
+        }
+    };
+    // `print!` would panic on a closed stdout (a pipe whose reader went away).
+    match write!(std::io::stdout().lock(), "{}", format(&body)) {
+        Ok(()) => Outcome::Done {
+            status: 200,
+            message_id: None,
+        },
+        Err(e) => Outcome::Retry {
+            status: None,
+            error: format!("cannot write to standard output: {e}"),
+        },
+    }
+}
+
+struct Unpaced;
+
+#[async_trait]
+impl Pacer for Unpaced {
+    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration> {
+        Ok(Box::new(Free))
+    }
+}
+
+fn body(msg: &Message<'_>) -> Value {
     let images: Vec<String> = msg
         .images()
         .into_iter()

@@ -1,0 +1,195 @@
+//! Platform adapters: everything printbell knows about one chat platform lives in its module.
+//!
+//! | module | platform |
+//! |---|---|
+//! | [`slack`] | Slack incoming webhooks: Block Kit body, `&<>` escaping, ~1 message/s pacing |
+//! | [`discord`] | Discord webhooks: embeds, `allowed_mentions`, `?wait=true`, bucket headers |
+//! | [`console`] | stdout, for trying things out |
+//!
+//! A platform answers the questions the generic layers ask ([`Platform`]): how template output
+//! is escaped and the body is built (render), how a stored body is sent and what the answer
+//! means (delivery), and how sending is paced. [`of`] is the one place that maps a
+//! [`Kind`] to its adapter; adding a platform means one module and one arm there.
+//!
+//! Platforms know nothing about the store, the lanes' scheduling or the HTTP receiver: they
+//! turn a message into a body and a body into an [`Answer`].
+
+pub mod console;
+pub mod discord;
+pub mod http;
+pub mod slack;
+
+pub use crate::domain::Kind;
+
+use crate::config::Destination;
+use crate::render::templates::Escape;
+use crate::render::Message;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The adapter of a platform kind. The only `match` on [`Kind`] that decides behaviour.
+pub fn of(kind: Kind) -> &'static dyn Platform {
+    match kind {
+        Kind::Slack => &slack::Slack,
+        Kind::Discord => &discord::Discord,
+        Kind::Console => &console::Console,
+    }
+}
+
+/// What a platform must provide.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// How template output is escaped for this platform.
+    fn escape(&self) -> Escape;
+
+    /// The final body for a message: escaped, images attached, every limit respected.
+    fn body(&self, msg: &Message<'_>) -> Value;
+
+    /// Sends a stored body to the destination once and says what the answer means.
+    async fn send(&self, http: &reqwest::Client, dest: &Destination, body: &str) -> Answer;
+
+    /// The key under which destinations share one pacer (the same webhook, however many
+    /// destinations or threads post to it).
+    fn pacing_key(&self, dest: &Destination) -> String;
+
+    /// A new pacer for the webhook of `dest`; `gates` holds limits wider than one webhook.
+    fn pacer(&self, dest: &Destination, gates: &Gates) -> Arc<dyn Pacer>;
+}
+
+/// What one send came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The platform took the message; `message_id` when it says which message it stored.
+    Done {
+        status: u16,
+        message_id: Option<String>,
+    },
+    /// Network error, timeout or 5xx: try again with backoff. `status`: `None` when no HTTP
+    /// answer came at all.
+    Retry { status: Option<u16>, error: String },
+    /// 429: wait `wait`, not counted as a failed attempt. `global`: the limit holds every
+    /// webhook of the host (Discord's global limit).
+    RateLimited {
+        status: u16,
+        wait: Duration,
+        global: bool,
+    },
+    /// The platform refused this message or webhook for good. `status`: `None` when the
+    /// refusal is ours (e.g. a stored body that is not JSON).
+    Permanent { status: Option<u16>, error: String },
+}
+
+/// An outcome plus what the answer said about the webhook's rate-limit bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub bucket: Option<Bucket>,
+}
+
+impl Answer {
+    pub fn of(outcome: Outcome) -> Answer {
+        Answer {
+            outcome,
+            bucket: None,
+        }
+    }
+}
+
+/// A webhook's rate-limit bucket as the last answer described it (Discord's X-RateLimit-*).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub remaining: Option<u32>,
+    pub reset_after: Option<Duration>,
+}
+
+/// Client-side pacing of one webhook, shared by every lane posting to it, so a healthy run
+/// never meets a 429.
+#[async_trait]
+pub trait Pacer: Send + Sync {
+    /// The right to send now, held until the answer is recorded; or how long the limits hold
+    /// sending back. Waiting for a permit another lane holds happens here.
+    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration>;
+}
+
+/// The right to send one message; told what the answer said about the limits.
+pub trait Permit: Send {
+    fn record(&mut self, answer: &Answer);
+}
+
+/// A permit for platforms whose limits an answer does not change.
+pub struct Free;
+
+impl Permit for Free {
+    fn record(&mut self, _answer: &Answer) {}
+}
+
+/// Limits wider than one webhook (Discord's global limit per host): until when each is closed.
+#[derive(Default)]
+pub struct Gates(Mutex<HashMap<String, Arc<Gate>>>);
+
+/// One such limit: closed until the instant it holds.
+#[derive(Default)]
+pub struct Gate(Mutex<Option<Instant>>);
+
+impl Gates {
+    pub fn get(&self, key: &str) -> Arc<Gate> {
+        match self.0.lock() {
+            Ok(mut g) => g.entry(key.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+}
+
+impl Gate {
+    /// How long the gate is still closed.
+    pub fn wait(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let until = *self.0.lock().ok()?;
+        until.filter(|t| *t > now).map(|t| t - now)
+    }
+
+    pub fn close_until(&self, until: Instant) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(until);
+        }
+    }
+}
+
+/// Every webhook's pacer, shared by the lanes.
+#[derive(Default)]
+pub struct Pacers {
+    by_key: Mutex<HashMap<String, Arc<dyn Pacer>>>,
+    gates: Gates,
+}
+
+impl Pacers {
+    /// The pacer of the destination's webhook, created on first use.
+    pub fn get(&self, dest: &Destination) -> Arc<dyn Pacer> {
+        let platform = of(dest.kind);
+        let key = format!("{} {}", dest.kind, platform.pacing_key(dest));
+        match self.by_key.lock() {
+            Ok(mut map) => map
+                .entry(key)
+                .or_insert_with(|| platform.pacer(dest, &self.gates))
+                .clone(),
+            Err(_) => platform.pacer(dest, &self.gates),
+        }
+    }
+}
+
+/// The webhook URL without query or fragment: Discord's `thread_id` and `wait` do not make
+/// another webhook.
+fn url_key(dest: &Destination) -> String {
+    dest.url
+        .as_ref()
+        .map(|u| {
+            let mut u = u.clone();
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        })
+        .unwrap_or_default()
+}
