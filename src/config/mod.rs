@@ -5,6 +5,7 @@
 //! A TOML syntax error is the exception: it ends parsing. A key serde rejects (unknown, or
 //! of the wrong type) is reported, set aside, and the rest of the file is read again.
 
+mod expand;
 mod problems;
 mod raw;
 
@@ -12,6 +13,7 @@ pub use problems::{line_col, nearest, sort as sort_problems, ConfigError, Proble
 
 use crate::domain::EventType;
 pub use crate::domain::Kind;
+use expand::ExpandError;
 use raw::{RawConfig, RawTemplate, SString};
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -336,47 +338,23 @@ struct Validator<'a> {
 impl Validator<'_> {
     /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
     fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
-        let raw = s.get_ref();
-        let mut out = String::with_capacity(raw.len());
-        let mut rest = raw.as_str();
-        let mut ok = true;
-        while let Some(i) = rest.find('$') {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            if let Some(stripped) = after.strip_prefix('$') {
-                out.push('$');
-                rest = stripped;
-            } else if let Some(body) = after.strip_prefix('{') {
-                match body.find('}') {
-                    Some(end) => {
-                        let name = &body[..end];
-                        match (self.env)(name) {
-                            Some(value) => out.push_str(&value),
-                            None => {
-                                self.p.at(
-                                    Some(s.span()),
-                                    format!("`{key}` uses the environment variable {name}, which is not set"),
-                                );
-                                ok = false;
-                            }
+        match expand::expand(s.get_ref(), self.env) {
+            Ok(text) => Some(text),
+            Err(errors) => {
+                for error in errors {
+                    let message = match error {
+                        ExpandError::Unset(name) => format!(
+                            "`{key}` uses the environment variable {name}, which is not set"
+                        ),
+                        ExpandError::Unclosed => {
+                            format!("`{key}` has `${{` without a closing `}}`")
                         }
-                        rest = &body[end + 1..];
-                    }
-                    None => {
-                        self.p.at(
-                            Some(s.span()),
-                            format!("`{key}` has `${{` without a closing `}}`"),
-                        );
-                        return None;
-                    }
+                    };
+                    self.p.at(Some(s.span()), message);
                 }
-            } else {
-                out.push('$');
-                rest = after;
+                None
             }
         }
-        out.push_str(rest);
-        ok.then_some(out)
     }
 
     fn duration(&mut self, s: &Option<SString>, key: &str, default: Duration) -> Duration {
