@@ -222,7 +222,8 @@ pub fn load_partial(path: &Path) -> (Option<Config>, Vec<Problem>) {
     }
 }
 
-/// Validates config text; `env` looks up `${VAR}` values (the process environment in `load`).
+/// Validates config text. `env` is the only environment it sees (the process environment in
+/// `load`): it looks up `${VAR}` values and `PRINTBELL_LISTEN`, which overrides `server.listen`.
 pub fn parse(
     file: &Path,
     source: &str,
@@ -448,10 +449,8 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, raw: &raw::RawServer) -> ServerConfig {
-        let listen = match std::env::var("PRINTBELL_LISTEN")
-            .ok()
-            .filter(|s| !s.is_empty())
-        {
+        // Read through the lookup like `${VAR}`, so `parse` sees only the environment it is given.
+        let listen = match (self.env)("PRINTBELL_LISTEN").filter(|s| !s.is_empty()) {
             Some(l) => l,
             None => raw
                 .listen
@@ -949,6 +948,22 @@ mention = ["${ROLE}"]
             route.mention,
             vec![Mention::Role("123456789012345678".into())]
         );
+    }
+
+    #[test]
+    fn printbell_listen_from_the_lookup_overrides_the_file() {
+        let text = "[server]\nlisten = \"127.0.0.1:9000\"\nsecret = \"s\"\n";
+        let listen =
+            |name: &str| (name == "PRINTBELL_LISTEN").then(|| "127.0.0.1:7000".to_string());
+        let config = parse(Path::new("t.toml"), text, &listen).expect("valid config");
+        assert_eq!(config.server.listen, "127.0.0.1:7000");
+        // Set but empty counts as unset, as before.
+        let empty = |name: &str| (name == "PRINTBELL_LISTEN").then(String::new);
+        let config = parse(Path::new("t.toml"), text, &empty).expect("valid config");
+        assert_eq!(config.server.listen, "127.0.0.1:9000");
+        // A lookup without it leaves the file's value, whatever the process environment holds.
+        let config = parse(Path::new("t.toml"), text, &|_| None).expect("valid config");
+        assert_eq!(config.server.listen, "127.0.0.1:9000");
     }
 
     #[test]
