@@ -8,6 +8,7 @@
 mod expand;
 mod problems;
 mod raw;
+mod recovery;
 
 pub use problems::{line_col, nearest, sort as sort_problems, ConfigError, Problem, Problems};
 
@@ -246,7 +247,7 @@ pub fn parse_partial(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> (Option<Config>, Vec<Problem>) {
     let mut problems = Problems::new(file, source);
-    let Some(raw) = deserialize_all(source, &mut problems) else {
+    let Some(raw) = recovery::deserialize_all(source, &mut problems) else {
         return (None, problems.list);
     };
     let mut v = Validator {
@@ -259,74 +260,6 @@ pub fn parse_partial(
     let mut problems = v.p.list;
     problems::sort(&mut problems);
     (Some(config), problems)
-}
-
-/// Deserializes the document, reporting every entry serde rejects rather than only the
-/// first: the rejected entry is reported, removed, and the document read again.
-fn deserialize_all(source: &str, problems: &mut Problems<'_>) -> Option<RawConfig> {
-    use serde::Deserialize;
-    let mut doc = match toml::de::DeTable::parse(source) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let mut message = e.message().trim().to_string();
-            if let Some(key) = e.span().and_then(|span| source.get(span)) {
-                if message == "duplicate key" && !key.contains('\n') {
-                    message = format!("duplicate key `{key}`");
-                }
-            }
-            problems.at(e.span(), message);
-            return None;
-        }
-    };
-    // Each round removes one entry, so this ends; the bound is a safety net.
-    for _ in 0..1000 {
-        match RawConfig::deserialize(toml::de::Deserializer::from(doc.clone())) {
-            Ok(raw) => return Some(raw),
-            Err(e) => {
-                let removed = e
-                    .span()
-                    .and_then(|span| remove_entry_at(doc.get_mut(), span.start));
-                let message = problems::explain_serde_message(e.message());
-                let message = match &removed {
-                    // Serde names the unknown key itself; other errors only the value.
-                    Some(key) if !message.starts_with("unknown key") => {
-                        format!("`{key}`: {message}")
-                    }
-                    _ => message,
-                };
-                problems.at(e.span(), message);
-                removed.as_ref()?;
-            }
-        }
-    }
-    None
-}
-
-/// Removes the innermost table entry whose key or value is at `offset`; returns its dotted
-/// key (e.g. `server.listen`).
-fn remove_entry_at(table: &mut toml::de::DeTable<'_>, offset: usize) -> Option<String> {
-    let inside = |span: std::ops::Range<usize>| span.start <= offset && offset < span.end;
-    let mut hit = None;
-    for (key, value) in table.iter_mut() {
-        if let Some(inner) = remove_nested(value.get_mut(), offset) {
-            return Some(format!("{}.{inner}", key.get_ref()));
-        }
-        if hit.is_none() && (inside(key.span()) || inside(value.span())) {
-            hit = Some(key.get_ref().to_string());
-        }
-    }
-    let key = hit?;
-    table.remove(key.as_str()).map(|_| key)
-}
-
-fn remove_nested(value: &mut toml::de::DeValue<'_>, offset: usize) -> Option<String> {
-    match value {
-        toml::de::DeValue::Table(t) => remove_entry_at(t, offset),
-        toml::de::DeValue::Array(items) => items
-            .iter_mut()
-            .find_map(|item| remove_nested(item.get_mut(), offset)),
-        _ => None,
-    }
 }
 
 struct Validator<'a> {
