@@ -1,0 +1,136 @@
+//! The validated config: what the rest of printbell reads once `notifier.toml` has been
+//! checked.
+//!
+//! Every value here is final: `${VAR}` expanded, defaults filled in, URLs normalised. The types
+//! are re-exported from [`crate::config`], so they are named `config::Config`,
+//! `config::Destination`, and so on.
+
+use crate::domain::{EventType, Kind};
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/all-images";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
+    pub destinations: BTreeMap<String, Destination>,
+    pub routes: Vec<Route>,
+    /// Global overrides, by event type.
+    pub templates: BTreeMap<EventType, TemplateSource>,
+    /// Warnings that do not stop the service (shown by `check` and logged at start).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub webhook_path: String,
+    pub secret: Option<String>,
+    pub max_body_bytes: u64,
+    pub metrics_listen: Option<String>,
+    /// From a request's first byte to the answer; slower connections are closed.
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// How long done deliveries and seen event ids are kept.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Destination {
+    pub name: String,
+    pub kind: Kind,
+    /// The webhook URL (a secret: never log it; use [`redact_url`]). `None` for console.
+    pub url: Option<Url>,
+    pub username: Option<String>,
+    pub avatar_url: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_ref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Who a route pings. Built only from config, never from event data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mention {
+    User(String),
+    Role(String),
+    Group(String),
+    Here,
+    Channel,
+    Everyone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, from 1; used in messages ("route 2").
+    pub number: usize,
+    pub name: Option<String>,
+    /// Lower-cased; `None` = any tags.
+    pub tags: Option<Vec<String>>,
+    pub untagged: bool,
+    pub events: Vec<EventType>,
+    pub to: Vec<String>,
+    pub mention: Vec<Mention>,
+    pub templates: BTreeMap<EventType, TemplateSource>,
+}
+
+impl Route {
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("route {} ({n})", self.number),
+            None => format!("route {}", self.number),
+        }
+    }
+}
+
+/// Template text for one event type, with the config line each field starts on.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSource {
+    pub title: Option<(String, usize)>,
+    pub text: Option<(String, usize)>,
+}
+
+/// Shows scheme and host only: the path of a webhook URL is its token.
+pub fn redact_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(p) => format!("{}://{host}:{p}/…", url.scheme()),
+        None => format!("{}://{host}/…", url.scheme()),
+    }
+}

@@ -1,0 +1,207 @@
+//! The validator: the file as written ([`RawConfig`]) → the validated [`Config`].
+//!
+//! One [`Validator`] walks the whole file and records every problem instead of stopping at the
+//! first; a part with problems is left out (or given its default) so the rest can still be
+//! checked. Each section has its own file:
+//!
+//! | file | what it checks |
+//! |---|---|
+//! | `server.rs` | `[server]`, the `PRINTBELL_LISTEN` override, the no-secret warning |
+//! | `store.rs` | `[store]` |
+//! | `delivery.rs` | `[delivery]` |
+//! | `destination.rs` | `[destinations.NAME]`: kind, url / url_file, the optional keys |
+//! | `platform.rs` | the rules that depend on the destination kind (per platform) |
+//! | `route.rs` | `[[routes]]`: tags, events, `to`, mentions |
+//! | `templates.rs` | `[templates]` and route templates; event type names |
+//!
+//! Here: the entry point, `${VAR}` expansion with its problems, durations.
+
+mod delivery;
+mod destination;
+mod platform;
+mod route;
+mod server;
+mod store;
+mod templates;
+
+pub use platform::parse_webhook_url;
+
+use super::expand::{self, ExpandError};
+use super::problems::{Problem, Problems};
+use super::raw::{RawConfig, SString};
+use super::Config;
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Validates `raw`, read from `file`; `env` is the environment `${VAR}` and `PRINTBELL_LISTEN`
+/// are looked up in. Returns the config as far as it could be built, and every problem (in
+/// the order found; see [`super::sort_problems`]).
+pub fn validate<'a>(
+    file: &'a Path,
+    raw: RawConfig,
+    problems: Problems<'a>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+) -> (Config, Vec<Problem>) {
+    let mut v = Validator {
+        p: problems,
+        env,
+        base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        warnings: Vec::new(),
+    };
+    let config = v.config(file, raw);
+    (config, v.p.list)
+}
+
+struct Validator<'a> {
+    p: Problems<'a>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The config file's directory: `url_file` paths are relative to it.
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
+    fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
+        match expand::expand(s.get_ref(), self.env) {
+            Ok(text) => Some(text),
+            Err(errors) => {
+                for error in errors {
+                    let message = match error {
+                        ExpandError::Unset(name) => format!(
+                            "`{key}` uses the environment variable {name}, which is not set"
+                        ),
+                        ExpandError::Unclosed => {
+                            format!("`{key}` has `${{` without a closing `}}`")
+                        }
+                    };
+                    self.p.at(Some(s.span()), message);
+                }
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Option<SString>, key: &str, default: Duration) -> Duration {
+        let Some(s) = s else { return default };
+        let Some(text) = self.expand(s, key) else {
+            return default;
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.p
+                    .at(Some(s.span()), format!("`{key}` must be longer than zero"));
+                default
+            }
+            Err(e) => {
+                self.p.at(
+                    Some(s.span()),
+                    format!("`{key}` = \"{text}\" is not a duration ({e}); write e.g. \"10s\", \"5m\", \"24h\", \"7d\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn config(&mut self, file: &Path, raw: RawConfig) -> Config {
+        let server = self.server(&raw.server);
+        let store = self.store(&raw.store);
+        let delivery = self.delivery(&raw.delivery);
+
+        let mut destinations = BTreeMap::new();
+        for (name, d) in &raw.destinations {
+            if let Some(dest) = self.destination(name, d) {
+                destinations.insert(name.clone(), dest);
+            }
+        }
+        let templates = self.templates(&raw.templates, "templates");
+        // Every name written in the file, valid or not: a route naming a destination whose
+        // own definition has problems is not also told that it names an undefined one.
+        let defined: Vec<&str> = raw.destinations.keys().map(|s| s.as_str()).collect();
+        let routes = raw
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.route(i + 1, r, &destinations, &defined))
+            .collect();
+        self.warn_about_server(&server);
+        Config {
+            file: file.to_path_buf(),
+            server,
+            store,
+            delivery,
+            destinations,
+            routes,
+            templates,
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+}
+
+pub fn is_http_url(s: &str) -> bool {
+    Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Kind, Mention};
+    use crate::domain::EventType;
+    use std::path::Path;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KIND" => Some("discord".into()),
+            "TEAM" => Some("Team-A".into()),
+            "EVENT" => Some("print.failed".into()),
+            "DEST" => Some("oncall".into()),
+            "ROLE" => Some("role:123456789012345678".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_vars_expand_in_every_string_value() {
+        let text = r#"
+[destinations.oncall]
+kind = "${KIND}"
+url = "https://discord.com/api/webhooks/1/abc"
+
+[[routes]]
+name = "for ${TEAM}"
+tags = ["${TEAM}"]
+events = ["${EVENT}"]
+to = ["${DEST}"]
+mention = ["${ROLE}"]
+"#;
+        let config = parse(Path::new("t.toml"), text, &env).expect("valid config");
+        assert_eq!(config.destinations["oncall"].kind, Kind::Discord);
+        let route = &config.routes[0];
+        assert_eq!(route.name.as_deref(), Some("for Team-A"));
+        assert_eq!(route.tags, Some(vec!["team-a".to_string()]));
+        assert_eq!(route.events, vec![EventType::Failed]);
+        assert_eq!(route.to, vec!["oncall".to_string()]);
+        assert_eq!(
+            route.mention,
+            vec![Mention::Role("123456789012345678".into())]
+        );
+    }
+
+    #[test]
+    fn an_unset_variable_in_a_route_is_named() {
+        let text = r#"
+[destinations.out]
+kind = "console"
+
+[[routes]]
+tags = ["${NOPE_TAG}"]
+to = ["out"]
+"#;
+        let err = parse(Path::new("t.toml"), text, &env).expect_err("unset variable");
+        let all = err.to_string();
+        assert!(all.contains("NOPE_TAG"), "{all}");
+        assert!(all.contains("route 1.tags"), "{all}");
+    }
+}
