@@ -4,7 +4,7 @@
 
 use super::{load, CommandResult, Failure};
 use crate::config::redact_url;
-use crate::platform::{self, http, Outcome};
+use crate::platform::{self, http, Action, Outcome};
 use crate::routing::Target;
 use crate::{event, samples};
 use std::io::Write;
@@ -63,7 +63,7 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
     }
     out.flush().map_err(io)?;
     let answer = platform::of(dest.kind)
-        .send(&http, dest, &rendered.body.to_string())
+        .send(&http, dest, &Action::Post, &rendered.body.to_string())
         .await;
     match answer.outcome {
         Outcome::Done { status, message_id } => {
@@ -83,6 +83,9 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
             let what = status.map_or("failed".to_string(), |s| format!("answered {s}"));
             writeln!(out, "{to} {what}: {error}").map_err(io)?;
             Err(Failure::runtime(format!("{to} failed; try again later")))
+        }
+        Outcome::Gone { status, error } => {
+            Err(Failure::invalid(format!("{to} answered {status}: {error}")))
         }
         Outcome::Permanent { status, error } => {
             let what = status.map_or("refused it".to_string(), |s| format!("answered {s}"));

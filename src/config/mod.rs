@@ -29,6 +29,7 @@ pub use model::{
     redact_url, Config, DeliveryConfig, Destination, Mention, Route, ServerConfig, StoreConfig,
     TemplateSource, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH,
 };
+pub use model::{Mode, SlackApi};
 pub use problems::{line_col, nearest, sort as sort_problems, ConfigError, Problem, Problems};
 pub use validate::{is_http_url, parse_webhook_url};
 

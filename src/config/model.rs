@@ -5,6 +5,7 @@
 //! are re-exported from [`crate::config`], so they are named `config::Config`,
 //! `config::Destination`, and so on.
 
+pub use crate::domain::Mode;
 use crate::domain::{EventType, Kind};
 use reqwest::Url;
 use std::collections::BTreeMap;
@@ -73,6 +74,20 @@ pub struct Destination {
     pub username: Option<String>,
     pub avatar_url: Option<String>,
     pub thread_id: Option<String>,
+    /// One message per generation, edited (`live`), or one per event (`each`).
+    pub mode: Mode,
+    /// Slack's Web API with a bot token (instead of an incoming webhook `url`).
+    pub slack_api: Option<SlackApi>,
+}
+
+/// Where and as whom a Slack destination posts through the Web API.
+#[derive(Clone)]
+pub struct SlackApi {
+    /// Ends with `/`, so method names join onto it.
+    pub base: Url,
+    /// A secret, like a webhook URL: never log it.
+    pub token: String,
+    pub channel: String,
 }
 
 impl std::fmt::Debug for Destination {
@@ -80,8 +95,30 @@ impl std::fmt::Debug for Destination {
         f.debug_struct("Destination")
             .field("name", &self.name)
             .field("kind", &self.kind)
+            .field("mode", &self.mode)
             .field("url", &self.url.as_ref().map(redact_url))
+            .field("slack_api", &self.slack_api)
             .finish()
+    }
+}
+
+impl std::fmt::Debug for SlackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackApi")
+            .field("base", &redact_url(&self.base))
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Destination {
+    /// Where it posts, safe to print: the redacted webhook URL, or the Web API and channel.
+    pub fn shown_address(&self) -> String {
+        match (&self.url, &self.slack_api) {
+            (Some(url), _) => redact_url(url),
+            (None, Some(api)) => format!("{} channel {}", redact_url(&api.base), api.channel),
+            (None, None) => "stdout".into(),
+        }
     }
 }
 

@@ -62,6 +62,11 @@ pub struct RawDestination {
     pub username: Option<SString>,
     pub avatar_url: Option<SString>,
     pub thread_id: Option<SString>,
+    pub mode: Option<SString>,
+    pub token: Option<SString>,
+    pub token_file: Option<SString>,
+    pub channel: Option<SString>,
+    pub api_url: Option<SString>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@
 use super::policy::{self, AfterFailure};
 use crate::config::Destination;
 use crate::loaded::Live;
-use crate::platform::{self, Outcome, Pacers};
+use crate::platform::{self, Action, Outcome, Pacers};
 use crate::shutdown::Shutdown;
 use crate::store::{now_ms, schema, Delivery, Durability, Store, StoreError};
 use std::collections::VecDeque;
@@ -119,7 +119,7 @@ impl Lane {
         };
         let pacer = self.pacers.get(&dest);
         let permit = tokio::select! {
-            p = pacer.acquire() => p,
+            p = pacer.acquire(&Action::Post) => p,
             _ = self.shutdown.started() => return Step::Paced(Box::new(delivery)),
         };
         let mut permit = match permit {
@@ -136,7 +136,7 @@ impl Lane {
             delivery.started_at
         };
         let answer = platform::of(dest.kind)
-            .send(&self.client, &dest, &delivery.body)
+            .send(&self.client, &dest, &Action::Post, &delivery.body)
             .await;
         permit.record(&answer);
         drop(permit);
@@ -247,6 +247,9 @@ impl Lane {
             }
             Outcome::Permanent { status, error } => {
                 self.dead(d, status, error, true).await;
+            }
+            Outcome::Gone { status, error } => {
+                self.dead(d, Some(status), error, true).await;
             }
         }
         Step::Changed

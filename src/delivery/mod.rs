@@ -9,6 +9,7 @@
 //! - Every schedule (next attempt, rate-limit wait) is written to the store, so a restart
 //!   continues it instead of starting over.
 
+pub mod coalesce;
 mod lane;
 pub mod policy;
 

@@ -8,4 +8,4 @@ mod event_type;
 mod kind;
 
 pub use event_type::{EventType, Rank};
-pub use kind::Kind;
+pub use kind::{Kind, Mode};

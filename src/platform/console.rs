@@ -1,7 +1,7 @@
 //! Console destination: the rendered title and text, printed on stdout as one block per event.
 //! Stored as JSON like the chat bodies so the queue treats every destination alike.
 
-use super::{Answer, Free, Gates, Outcome, Pacer, Permit, Platform};
+use super::{Action, Answer, Free, Gates, Outcome, Pacer, Permit, Platform, Reach};
 use crate::config::{Destination, Mention};
 use crate::render::templates::Escape;
 use crate::render::{attachable_url, Message};
@@ -15,6 +15,18 @@ pub struct Console;
 
 #[async_trait]
 impl Platform for Console {
+    fn reach(&self) -> Reach {
+        Reach::Nowhere
+    }
+
+    fn takes_key(&self, _key: &str) -> bool {
+        false
+    }
+
+    fn mention_problem(&self, _mention: &Mention) -> Option<String> {
+        None
+    }
+
     fn escape(&self) -> Escape {
         Escape::Plain
     }
@@ -23,7 +35,21 @@ impl Platform for Console {
         body(msg)
     }
 
-    async fn send(&self, _client: &reqwest::Client, _dest: &Destination, body: &str) -> Answer {
+    fn ping_body(&self, _msg: &Message<'_>) -> Option<Value> {
+        None
+    }
+
+    fn can_edit(&self, _dest: &Destination) -> bool {
+        false
+    }
+
+    async fn send(
+        &self,
+        _client: &reqwest::Client,
+        _dest: &Destination,
+        _action: &Action<'_>,
+        body: &str,
+    ) -> Answer {
         Answer::of(print(body))
     }
 
@@ -64,7 +90,7 @@ struct Unpaced;
 
 #[async_trait]
 impl Pacer for Unpaced {
-    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration> {
+    async fn acquire(&self, _action: &Action<'_>) -> Result<Box<dyn Permit>, Duration> {
         Ok(Box::new(Free))
     }
 }

@@ -32,8 +32,18 @@ pub struct Reply {
 
 /// POSTs a JSON body. `Err` is a transport failure, already an [`Answer`] to retry.
 pub async fn post_json(client: &Client, url: Url, body: &str) -> Result<Reply, Answer> {
+    send_json(client, reqwest::Method::POST, url, body).await
+}
+
+/// Sends a JSON body with `method`. `Err` is a transport failure, already an [`Answer`].
+pub async fn send_json(
+    client: &Client,
+    method: reqwest::Method,
+    url: Url,
+    body: &str,
+) -> Result<Reply, Answer> {
     let sent = client
-        .post(url)
+        .request(method, url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_string())
         .send()

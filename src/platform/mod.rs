@@ -21,7 +21,7 @@ pub mod slack;
 
 pub use crate::domain::Kind;
 
-use crate::config::Destination;
+use crate::config::{Destination, Mention};
 use crate::render::templates::Escape;
 use crate::render::Message;
 use async_trait::async_trait;
@@ -39,17 +39,63 @@ pub fn of(kind: Kind) -> &'static dyn Platform {
     }
 }
 
+/// How a destination of a kind is reached, as the config must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A webhook `url` (or `url_file`).
+    Webhook,
+    /// A webhook `url`, or a bot `token` (or `token_file`) and `channel`.
+    WebhookOrBot,
+    /// Nothing to configure (console).
+    Nowhere,
+}
+
 /// What a platform must provide.
 #[async_trait]
 pub trait Platform: Send + Sync {
+    /// Config: how a destination is reached.
+    fn reach(&self) -> Reach;
+
+    /// Config: whether a destination of this kind may set the optional key `key`
+    /// (`username`, `thread_id`, `token`, …).
+    fn takes_key(&self, key: &str) -> bool;
+
+    /// Config: the platform's rule for the value of an optional key it takes.
+    fn check_key(&self, _key: &str, _value: &str) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    /// Config: the platform's rules for a webhook URL already known to be http(s) with a host
+    /// (e.g. Discord's legacy hosts become `discord.com`).
+    fn webhook_url(&self, url: reqwest::Url) -> Result<reqwest::Url, String> {
+        Ok(url)
+    }
+
+    /// Config: why a mention cannot work on this platform, if it cannot.
+    fn mention_problem(&self, mention: &Mention) -> Option<String>;
+
     /// How template output is escaped for this platform.
     fn escape(&self) -> Escape;
 
     /// The final body for a message: escaped, images attached, every limit respected.
     fn body(&self, msg: &Message<'_>) -> Value;
 
-    /// Sends a stored body to the destination once and says what the answer means.
-    async fn send(&self, http: &reqwest::Client, dest: &Destination, body: &str) -> Answer;
+    /// The body of the short separate message that pages the route's mentions when a failure
+    /// edits a live message (an edit notifies nobody); `None` when there is no one to ping.
+    fn ping_body(&self, msg: &Message<'_>) -> Option<Value>;
+
+    /// Whether the destination can edit its messages (`mode = "live"` is possible).
+    fn can_edit(&self, dest: &Destination) -> bool;
+
+    /// Does `action` once with a stored body and says what the answer means. The adapter
+    /// builds the request from the stored body (an edit drops what an edit cannot change).
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        dest: &Destination,
+        action: &Action<'_>,
+        body: &str,
+    ) -> Answer;
 
     /// The key under which destinations share one pacer (the same webhook, however many
     /// destinations or threads post to it).
@@ -57,6 +103,31 @@ pub trait Platform: Send + Sync {
 
     /// A new pacer for the webhook of `dest`; `gates` holds limits wider than one webhook.
     fn pacer(&self, dest: &Destination, gates: &Gates) -> Arc<dyn Pacer>;
+}
+
+/// What a send does with a stored body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// A new message: every event in `each` mode, a generation's first event in `live` mode.
+    Post,
+    /// A live message posted anew because the old one was deleted.
+    Repost,
+    /// Edit the posted message `message` (its id as [`Outcome::Done`] gave it).
+    Edit { message: &'a str },
+    /// A short separate message that pings, tied to the live message `message`.
+    Ping { message: &'a str },
+}
+
+impl Action<'_> {
+    /// For `printbell_messages_total{action}` and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Post => "posted",
+            Action::Repost => "reposted",
+            Action::Edit { .. } => "edited",
+            Action::Ping { .. } => "pinged",
+        }
+    }
 }
 
 /// What one send came to.
@@ -80,6 +151,8 @@ pub enum Outcome {
     /// The platform refused this message or webhook for good. `status`: `None` when the
     /// refusal is ours (e.g. a stored body that is not JSON).
     Permanent { status: Option<u16>, error: String },
+    /// The message to edit no longer exists (deleted in the channel): post it anew.
+    Gone { status: u16, error: String },
 }
 
 /// An outcome plus what the answer said about the webhook's rate-limit bucket.
@@ -111,7 +184,7 @@ pub struct Bucket {
 pub trait Pacer: Send + Sync {
     /// The right to send now, held until the answer is recorded; or how long the limits hold
     /// sending back. Waiting for a permit another lane holds happens here.
-    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration>;
+    async fn acquire(&self, action: &Action<'_>) -> Result<Box<dyn Permit>, Duration>;
 }
 
 /// The right to send one message; told what the answer said about the limits.

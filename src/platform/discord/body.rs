@@ -242,3 +242,30 @@ pub fn body(msg: &Message<'_>) -> Value {
     out.insert("allowed_mentions".into(), allowed_mentions);
     Value::Object(out)
 }
+
+/// The separate message that pages the route's mentions when a failure edits a live message:
+/// the mentions and the title, with exactly those mentions allowed.
+pub fn ping(msg: &Message<'_>) -> Option<Value> {
+    let (content, allowed_mentions) = mentions(msg.mention);
+    if content.is_empty() {
+        return None;
+    }
+    let title = if msg.title.trim().is_empty() {
+        escape_discord(&msg.event.type_name)
+    } else {
+        msg.title.trim().to_string()
+    };
+    let mut out = Map::new();
+    out.insert(
+        "content".into(),
+        json!(truncate(&format!("{content} {title}"), CONTENT_MAX)),
+    );
+    if let Some(u) = &msg.destination.username {
+        out.insert("username".into(), json!(u));
+    }
+    if let Some(a) = &msg.destination.avatar_url {
+        out.insert("avatar_url".into(), json!(a));
+    }
+    out.insert("allowed_mentions".into(), allowed_mentions);
+    Some(Value::Object(out))
+}

@@ -7,8 +7,8 @@ mod body;
 pub use body::colour;
 
 use super::http::{self, header_f64, secs};
-use super::{Answer, Bucket, Gate, Gates, Outcome, Pacer, Permit, Platform};
-use crate::config::Destination;
+use super::{Action, Answer, Bucket, Gate, Gates, Outcome, Pacer, Permit, Platform, Reach};
+use crate::config::{Destination, Mention};
 use crate::render::templates::Escape;
 use crate::render::Message;
 use async_trait::async_trait;
@@ -22,6 +22,69 @@ pub struct Discord;
 
 #[async_trait]
 impl Platform for Discord {
+    fn reach(&self) -> Reach {
+        Reach::Webhook
+    }
+
+    fn takes_key(&self, key: &str) -> bool {
+        matches!(key, "username" | "avatar_url" | "thread_id")
+    }
+
+    fn check_key(&self, key: &str, value: &str) -> Result<(), &'static str> {
+        let lower = value.to_lowercase();
+        let n = value.chars().count();
+        match key {
+            "username"
+                if !(1..=80).contains(&n)
+                    || lower.contains("clyde")
+                    || lower.contains("discord") =>
+            {
+                Err("must be 1 to 80 characters and may not contain \"clyde\" or \"discord\"")
+            }
+            "avatar_url" if !crate::config::is_http_url(value) || value.len() > 2048 => {
+                Err("must be an http(s) URL of at most 2048 characters")
+            }
+            "thread_id" if value.is_empty() || !value.chars().all(|c| c.is_ascii_digit()) => {
+                Err("must be a Discord id (digits)")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn webhook_url(&self, mut url: Url) -> Result<Url, String> {
+        // The legacy host (v10 is not served there and it has an extra global limit) and the
+        // ptb/canary client hosts Discord's "Copy Webhook URL" may give are one API: use its
+        // canonical host, so rate limits are tracked once.
+        const ALIASES: [&str; 5] = [
+            "discordapp.com",
+            "ptb.discordapp.com",
+            "canary.discordapp.com",
+            "ptb.discord.com",
+            "canary.discord.com",
+        ];
+        if url.host_str().is_some_and(|h| ALIASES.contains(&h)) {
+            url.set_host(Some("discord.com"))
+                .map_err(|e| e.to_string())?;
+        }
+        if !url.path().contains("/webhooks/") {
+            return Err(
+                "a Discord webhook URL looks like https://discord.com/api/webhooks/ID/TOKEN".into(),
+            );
+        }
+        Ok(url)
+    }
+
+    fn mention_problem(&self, mention: &Mention) -> Option<String> {
+        match mention {
+            Mention::Group(_) => Some("does not exist on discord".into()),
+            // Discord ids are snowflakes; a Slack-style `U…` id would silently ping nobody.
+            Mention::User(id) | Mention::Role(id) if !id.chars().all(|c| c.is_ascii_digit()) => {
+                Some("is not a Discord id, which is all digits (Developer Mode → Copy ID)".into())
+            }
+            _ => None,
+        }
+    }
+
     fn escape(&self) -> Escape {
         Escape::Discord
     }
@@ -30,11 +93,40 @@ impl Platform for Discord {
         body::body(msg)
     }
 
-    async fn send(&self, client: &reqwest::Client, dest: &Destination, body: &str) -> Answer {
-        let Some(url) = post_url(dest) else {
-            return Answer::of(no_url());
+    fn ping_body(&self, msg: &Message<'_>) -> Option<Value> {
+        body::ping(msg)
+    }
+
+    fn can_edit(&self, dest: &Destination) -> bool {
+        dest.url.is_some()
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        dest: &Destination,
+        action: &Action<'_>,
+        body: &str,
+    ) -> Answer {
+        let sent = match action {
+            Action::Post | Action::Repost | Action::Ping { .. } => {
+                let Some(url) = post_url(dest) else {
+                    return Answer::of(no_url());
+                };
+                http::post_json(client, url, body).await
+            }
+            Action::Edit { message } => {
+                let Some(url) = edit_url(dest, message) else {
+                    return Answer::of(no_url());
+                };
+                let body = match edit_body(body) {
+                    Ok(b) => b,
+                    Err(outcome) => return Answer::of(outcome),
+                };
+                http::send_json(client, reqwest::Method::PATCH, url, &body).await
+            }
         };
-        match http::post_json(client, url, body).await {
+        match sent {
             Ok(reply) => Answer {
                 outcome: classify(reply.status, &reply.headers, &reply.body),
                 bucket: Some(bucket(&reply.headers)),
@@ -90,6 +182,36 @@ pub fn post_url(dest: &Destination) -> Option<Url> {
     Some(url)
 }
 
+/// `PATCH …/webhooks/{id}/{token}/messages/{message_id}`, with `thread_id` when configured.
+pub fn edit_url(dest: &Destination, message: &str) -> Option<Url> {
+    let mut url = dest.url.clone()?;
+    url.set_query(None);
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["messages", message]);
+    if let Some(t) = &dest.thread_id {
+        url.query_pairs_mut().append_pair("thread_id", t);
+    }
+    Some(url)
+}
+
+/// An edit carries what the message shows, never the webhook's identity (an edit cannot
+/// change `username`/`avatar_url`), and `allowed_mentions` again: Discord does not keep it
+/// from the post and would otherwise parse the edit with its default, which pings users.
+pub fn edit_body(stored: &str) -> Result<String, Outcome> {
+    let mut body: serde_json::Map<String, Value> =
+        serde_json::from_str(stored).map_err(|e| Outcome::Permanent {
+            status: None,
+            error: format!("stored body is not a JSON object: {e}"),
+        })?;
+    body.remove("username");
+    body.remove("avatar_url");
+    body.entry("allowed_mentions")
+        .or_insert_with(|| serde_json::json!({"parse": []}));
+    Ok(Value::Object(body).to_string())
+}
+
 /// Turns an answer into an [`Outcome`].
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     if status.is_success() {
@@ -109,7 +231,21 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
             global,
         };
     }
+    // 10008 Unknown Message: the message was deleted; 10015 Unknown Webhook stays permanent.
+    if status == StatusCode::NOT_FOUND && error_code(body) == Some(10008) {
+        return Outcome::Gone {
+            status: status.as_u16(),
+            error: error_text(body),
+        };
+    }
     http::failure(status, error_text(body))
+}
+
+fn error_code(body: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(body.trim())
+        .ok()?
+        .get("code")?
+        .as_u64()
 }
 
 /// How long a 429 asks to wait: the JSON `retry_after` (float seconds), else
@@ -170,7 +306,7 @@ struct WebhookPacer {
 
 #[async_trait]
 impl Pacer for WebhookPacer {
-    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration> {
+    async fn acquire(&self, _action: &Action<'_>) -> Result<Box<dyn Permit>, Duration> {
         let bucket = self.bucket.clone().lock_owned().await;
         let now = Instant::now();
         let own = bucket.filter(|t| *t > now).map(|t| t - now);
@@ -262,6 +398,27 @@ mod tests {
                 status: Some(404),
                 error: "Unknown Webhook (code 10015)".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_deleted_message_is_gone_not_dead() {
+        let o = classify(
+            StatusCode::NOT_FOUND,
+            &HeaderMap::new(),
+            r#"{"message": "Unknown Message", "code": 10008}"#,
+        );
+        assert!(matches!(o, Outcome::Gone { status: 404, .. }), "{o:?}");
+    }
+
+    #[test]
+    fn edits_drop_the_identity_and_keep_allowed_mentions() {
+        let body = edit_body(r#"{"username": "u", "avatar_url": "https://a/b.png", "embeds": []}"#)
+            .expect("edit body");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"embeds": [], "allowed_mentions": {"parse": []}})
         );
     }
 

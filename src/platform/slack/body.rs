@@ -116,3 +116,24 @@ pub fn body(msg: &Message<'_>) -> Value {
         "unfurl_media": false,
     })
 }
+
+/// The thread reply that pages the route's mentions when a failure edits a live message.
+pub fn ping(msg: &Message<'_>) -> Option<Value> {
+    let mentions: Vec<String> = msg
+        .mention
+        .iter()
+        .map(mention_text)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if mentions.is_empty() {
+        return None;
+    }
+    let title = if msg.title.trim().is_empty() {
+        escape_slack(&msg.event.type_name)
+    } else {
+        msg.title.clone()
+    };
+    Some(json!({
+        "text": truncate_slack(&format!("{} {title}", mentions.join(" ")), FALLBACK_MAX),
+    }))
+}

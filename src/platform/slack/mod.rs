@@ -1,11 +1,14 @@
-//! Slack incoming webhooks: Block Kit bodies with every event-derived text escaped so it can
-//! never form a mention or a link, and about one message per second per webhook.
+//! Slack: Block Kit bodies with every event-derived text escaped so it can never form a
+//! mention or a link, sent to an incoming webhook (one message per event, about one per second
+//! per webhook) or through the Web API with a bot token ([`web_api`]: posts and edits, about one
+//! post per second per channel and 50 edits per minute).
 
 mod body;
+pub mod web_api;
 
 use super::http::{self, header_f64, secs};
-use super::{Answer, Free, Gates, Outcome, Pacer, Permit, Platform};
-use crate::config::Destination;
+use super::{Action, Answer, Free, Gates, Outcome, Pacer, Permit, Platform, Reach};
+use crate::config::{Destination, Mention};
 use crate::render::templates::Escape;
 use crate::render::Message;
 use async_trait::async_trait;
@@ -21,6 +24,27 @@ pub struct Slack;
 
 #[async_trait]
 impl Platform for Slack {
+    fn reach(&self) -> Reach {
+        Reach::WebhookOrBot
+    }
+
+    fn takes_key(&self, key: &str) -> bool {
+        matches!(key, "token" | "token_file" | "channel" | "api_url")
+    }
+
+    fn check_key(&self, key: &str, value: &str) -> Result<(), &'static str> {
+        if matches!(key, "token" | "channel")
+            && (value.is_empty() || value.chars().any(char::is_whitespace))
+        {
+            return Err("must not be empty or contain spaces");
+        }
+        Ok(())
+    }
+
+    fn mention_problem(&self, mention: &Mention) -> Option<String> {
+        matches!(mention, Mention::Role(_)).then(|| "does not exist on slack".into())
+    }
+
     fn escape(&self) -> Escape {
         Escape::Slack
     }
@@ -29,7 +53,29 @@ impl Platform for Slack {
         body::body(msg)
     }
 
-    async fn send(&self, client: &reqwest::Client, dest: &Destination, body: &str) -> Answer {
+    fn ping_body(&self, msg: &Message<'_>) -> Option<Value> {
+        body::ping(msg)
+    }
+
+    fn can_edit(&self, dest: &Destination) -> bool {
+        dest.slack_api.is_some()
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        dest: &Destination,
+        action: &Action<'_>,
+        body: &str,
+    ) -> Answer {
+        if let Some(api) = &dest.slack_api {
+            let api = web_api::Api {
+                base: &api.base,
+                token: &api.token,
+                channel: &api.channel,
+            };
+            return web_api::send(client, &api, action, body).await;
+        }
         let Some(url) = dest.url.clone() else {
             return Answer::of(Outcome::Permanent {
                 status: None,
@@ -43,18 +89,28 @@ impl Platform for Slack {
     }
 
     fn pacing_key(&self, dest: &Destination) -> String {
-        super::url_key(dest)
+        match &dest.slack_api {
+            // chat.postMessage is limited per channel; the token names the app and workspace.
+            Some(api) => format!("{} {}", api.base, api.channel),
+            None => super::url_key(dest),
+        }
     }
 
     fn pacer(&self, _dest: &Destination, _gates: &Gates) -> Arc<dyn Pacer> {
-        let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
-        Arc::new(WebhookPacer(RateLimiter::direct(
-            Quota::with_period(Duration::from_secs(1)).map_or_else(
-                || Quota::per_second(NonZeroU32::MIN),
-                |q| q.allow_burst(burst),
-            ),
-        )))
+        Arc::new(SlackPacer {
+            posts: limiter(Duration::from_secs(1), 3),
+            // Tier 3: about 50 a minute.
+            edits: limiter(Duration::from_millis(1200), 5),
+        })
     }
+}
+
+fn limiter(period: Duration, burst: u32) -> DefaultDirectRateLimiter {
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::with_period(period).map_or_else(
+        || Quota::per_second(NonZeroU32::MIN),
+        |q| q.allow_burst(burst),
+    ))
 }
 
 /// Turns an incoming webhook's answer into an [`Outcome`]: Slack's errors are plain strings
@@ -76,13 +132,21 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
     http::failure(status, http::plain_error(body))
 }
 
-/// About one message per second, short bursts tolerated.
-struct WebhookPacer(DefaultDirectRateLimiter);
+/// About one message per second, short bursts tolerated; edits (Web API only) on their own
+/// budget.
+struct SlackPacer {
+    posts: DefaultDirectRateLimiter,
+    edits: DefaultDirectRateLimiter,
+}
 
 #[async_trait]
-impl Pacer for WebhookPacer {
-    async fn acquire(&self) -> Result<Box<dyn Permit>, Duration> {
-        match self.0.check() {
+impl Pacer for SlackPacer {
+    async fn acquire(&self, action: &Action<'_>) -> Result<Box<dyn Permit>, Duration> {
+        let limiter = match action {
+            Action::Edit { .. } => &self.edits,
+            Action::Post | Action::Repost | Action::Ping { .. } => &self.posts,
+        };
+        match limiter.check() {
             Ok(()) => Ok(Box::new(Free)),
             Err(not_until) => Err(not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
