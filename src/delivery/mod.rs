@@ -14,7 +14,7 @@ mod lane;
 pub mod policy;
 
 use crate::loaded::Live;
-use crate::store::{schema, Durability, Store};
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ impl Workers {
         };
         let mut names: Vec<String> = live.get().config.destinations.keys().cloned().collect();
         let pending = store
-            .run_patiently(Durability::Relaxed, schema::pending_destinations)
+            .pending_destinations()
             .await
             .map_err(|e| e.to_string())?;
         names.extend(pending);
