@@ -15,8 +15,8 @@
 //! [`StoreError::Busy`] when it is full, every other operation waits for room. The CLI opens the
 //! same file with a writer of its own; WAL and the busy timeout let it work while `serve` runs.
 
+mod migrations;
 mod queries;
-mod schema;
 
 use super::{
     Accepted, Delivery, DeliveryId, Filter, NewDelivery, Purged, Queue, QueueDepth, Reschedule,
@@ -82,7 +82,7 @@ pub(super) struct SqliteQueue {
 impl SqliteQueue {
     /// Opens (creating and migrating) the file and starts its writer thread.
     pub(super) fn open(path: &Path) -> Result<SqliteQueue, StoreError> {
-        let conn = schema::open(path)?;
+        let conn = migrations::open(path)?;
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("printbell-store".into())
@@ -325,7 +325,7 @@ impl Queue for SqliteQueue {
 }
 
 fn writer(conn: Connection, rx: Receiver<Job>) {
-    // As `schema::open` left it.
+    // As `migrations::open` left it.
     let mut synchronous = Durability::Full;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
