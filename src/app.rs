@@ -6,7 +6,7 @@ use crate::loaded::{Live, Loaded};
 use crate::server::guard::GuardedAcceptor;
 use crate::server::{self, AppState};
 use crate::shutdown::{Shutdown, Trigger};
-use crate::store::{now_ms, schema, Durability, Store};
+use crate::store::{self, now_ms, Backend, Store};
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,7 +52,10 @@ async fn bind(
 /// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
 pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let config = &loaded.config;
-    let store = Store::open(&config.store.path).map_err(|e| e.to_string())?;
+    let backend = Backend::Sqlite {
+        path: config.store.path.clone(),
+    };
+    let store = store::open(&backend).await.map_err(|e| e.to_string())?;
     let shutdown = Trigger::new();
     let listen = config.server.listen.clone();
     let metrics_listen = config.server.metrics_listen.clone();
@@ -85,7 +88,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
         live.clone(),
         shutdown.subscribe(),
     ));
-    tracing::info!(%addr, webhook_path = %webhook_path, store = %store.path().display(), "printbell is listening");
+    tracing::info!(%addr, webhook_path = %webhook_path, store = %store.backend(), "printbell is listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -120,14 +123,11 @@ async fn housekeeping(store: Store, live: Live, mut stop: Shutdown) {
     loop {
         let retention = live.get().config.store.retention;
         let before = now_ms() - retention.as_millis() as i64;
-        match store
-            .run_patiently(Durability::Full, move |c| schema::purge(c, before, false))
-            .await
-        {
-            Ok((d, e)) if d + e > 0 => {
+        match store.purge(before, false, now_ms()).await {
+            Ok(p) if p.deliveries + p.events > 0 => {
                 tracing::info!(
-                    deliveries = d,
-                    events = e,
+                    deliveries = p.deliveries,
+                    events = p.events,
                     "purged records older than the retention period"
                 )
             }

@@ -168,18 +168,18 @@ fn run(cli: Cli) -> CommandResult {
                     state,
                     destination,
                     limit,
-                } => commands::deliveries::list(
+                } => runtime()?.block_on(commands::deliveries::list(
                     &store,
                     state.as_deref(),
                     destination.as_deref(),
                     limit,
                     out,
-                ),
+                )),
                 DeliveriesAction::Retry { id, all_dead } => {
-                    commands::deliveries::retry(&store, id, all_dead, out)
+                    runtime()?.block_on(commands::deliveries::retry(&store, id, all_dead, out))
                 }
                 DeliveriesAction::Purge { older_than } => {
-                    commands::deliveries::purge(&store, &older_than, out)
+                    runtime()?.block_on(commands::deliveries::purge(&store, &older_than, out))
                 }
             }
         }

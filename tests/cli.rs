@@ -3,7 +3,8 @@
 
 mod common;
 
-use printbell::store::schema::{self, Accepted, NewDelivery};
+use printbell::domain::{EventType, Kind};
+use printbell::store::{now_ms, Accepted, Backend, NewDelivery};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -901,60 +902,70 @@ struct Seeded {
 
 fn nd(destination: &str, kind: &str, event_type: &str) -> NewDelivery {
     NewDelivery {
-        event_type: event_type.into(),
+        event_type: EventType::parse(event_type).expect("event type"),
         generation_id: "6567a1f2c3b4d5e6f7a8b9c0".into(),
         destination: destination.into(),
-        kind: kind.into(),
+        kind: Kind::parse(kind).expect("kind"),
         body: "{\"text\":\"hi\"}".into(),
     }
 }
 
 fn seed_store(path: &Path) -> Seeded {
-    let conn = schema::open(path).expect("open store");
-    let old = schema::now_ms() - 2 * HOUR_MS;
-    let ids = match schema::accept(
-        &conn,
-        "evt_cli_old",
-        &[
-            nd("team-slack", "slack", "print.created"),
-            nd("oncall", "discord", "print.failed"),
-            nd("team-slack", "slack", "print.completed"),
-        ],
-        old,
-    )
-    .expect("accept")
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = Backend::Sqlite {
+        path: path.to_path_buf(),
+    };
+    let store = rt
+        .block_on(printbell::store::open(&backend))
+        .expect("open store");
+    let old = now_ms() - 2 * HOUR_MS;
+    let ids = match rt
+        .block_on(store.accept(
+            "evt_cli_old",
+            vec![
+                nd("team-slack", "slack", "print.created"),
+                nd("oncall", "discord", "print.failed"),
+                nd("team-slack", "slack", "print.completed"),
+            ],
+            old,
+        ))
+        .expect("accept")
     {
         Accepted::New(ids) => ids,
         Accepted::Duplicate => panic!("fresh store"),
     };
-    schema::mark_dead(&conn, ids[1], Some(404), "Unknown Webhook", true, old).expect("dead");
-    schema::mark_done(&conn, ids[2], 200, None, old).expect("done");
-    let now = schema::now_ms();
-    let new = match schema::accept(
-        &conn,
-        "evt_cli_new",
-        &[nd("oncall", "discord", "print.failed")],
-        now,
-    )
-    .expect("accept")
+    let dead = store.mark_dead(ids[1], Some(404), "Unknown Webhook".into(), true, old);
+    rt.block_on(dead).expect("dead");
+    rt.block_on(store.mark_done(ids[2], 200, None, old))
+        .expect("done");
+    let now = now_ms();
+    let new = match rt
+        .block_on(store.accept(
+            "evt_cli_new",
+            vec![nd("oncall", "discord", "print.failed")],
+            now,
+        ))
+        .expect("accept")
     {
         Accepted::New(ids) => ids,
         Accepted::Duplicate => panic!("fresh id"),
     };
-    schema::mark_dead(
-        &conn,
+    rt.block_on(store.mark_dead(
         new[0],
         None,
-        "could not connect: connection refused",
+        "could not connect: connection refused".into(),
         true,
         now,
-    )
+    ))
     .expect("dead");
     Seeded {
-        old_pending: ids[0],
-        old_dead: ids[1],
-        old_done: ids[2],
-        new_dead: new[0],
+        old_pending: ids[0].0,
+        old_dead: ids[1].0,
+        old_done: ids[2].0,
+        new_dead: new[0].0,
     }
 }
 
@@ -962,7 +973,7 @@ fn seed_store(path: &Path) -> Seeded {
 fn states(store: &Path) -> Vec<(i64, String)> {
     let mut all: Vec<(i64, String)> = common::deliveries_in(store)
         .into_iter()
-        .map(|d| (d.id, d.state))
+        .map(|d| (d.id.0, d.state.to_string()))
         .collect();
     all.sort();
     all
@@ -1087,9 +1098,9 @@ fn deliveries_retry_puts_a_delivery_back_in_its_lane() {
     assert!(out.contains(&s.old_dead.to_string()), "{out}");
     let d = common::deliveries_in(&store)
         .into_iter()
-        .find(|d| d.id == s.old_dead)
+        .find(|d| d.id.0 == s.old_dead)
         .expect("row");
-    assert_eq!(d.state, "pending");
+    assert_eq!(d.state.as_str(), "pending");
     assert_eq!(d.attempts, 0, "a fresh series of attempts");
     let (_, out, _) = cli(
         &["deliveries", "--store", st, "list", "--state", "pending"],
@@ -1155,7 +1166,7 @@ fn deliveries_purge_removes_old_done_and_dead_never_pending() {
         [(s.old_pending, "pending".to_string())],
         "pending deliveries are never purged"
     );
-    let conn = schema::open(&store).expect("open store");
+    let conn = rusqlite::Connection::open(&store).expect("open store");
     let events: i64 = conn
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
         .expect("count");

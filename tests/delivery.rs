@@ -11,6 +11,7 @@ use common::mock_chat::{describe_all, MockChat, Received, Reply};
 use common::{
     config_text, deliveries_in, event, free_port, run_cli, ChildService, Service, WEBHOOK_PATH,
 };
+use printbell::store::DeliveryState::{Dead, Done, Pending};
 use printbell::store::{now_ms, Delivery};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -92,7 +93,7 @@ async fn server_errors_are_retried_with_backoff_and_delivered_once() {
 
     mock.wait_for_ok(D1, 1, WAIT).await;
     common::eventually(WAIT, "delivery marked done", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
     // Nothing more arrives after the success.
@@ -124,7 +125,7 @@ async fn server_errors_are_retried_with_backoff_and_delivered_once() {
     );
     let rows = svc.deliveries();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].state, "done");
+    assert_eq!(rows[0].state, Done);
     assert_eq!(rows[0].attempts, 3);
     assert_eq!(rows[0].last_status, Some(200));
     assert!(
@@ -165,7 +166,7 @@ async fn a_429_waits_as_told_and_is_not_counted_as_an_attempt() {
     mock.wait_for_ok(D1, 1, WAIT).await;
     mock.wait_for_ok(S1, 1, WAIT).await;
     common::eventually(WAIT, "both deliveries done", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(500)).await;
@@ -198,7 +199,7 @@ async fn a_429_waits_as_told_and_is_not_counted_as_an_attempt() {
     );
     assert!(dg < Duration::from_secs(10) && sg < Duration::from_secs(10));
     for row in svc.deliveries() {
-        assert_eq!(row.state, "done", "{row:?}");
+        assert_eq!(row.state, Done, "{row:?}");
         assert_eq!(row.attempts, 1, "the 429 is not a failed attempt: {row:?}");
     }
     assert_eq!(mock.count_429(D1), 1);
@@ -227,12 +228,12 @@ async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
 
     mock.wait_for(D1, 1, WAIT).await;
     common::eventually(WAIT, "delivery dead", || {
-        svc.deliveries().iter().any(|d| d.state == "dead")
+        svc.deliveries().iter().any(|d| d.state == Dead)
     })
     .await;
     mock.assert_quiet(D1, 1, Duration::from_millis(2500)).await;
     let row = svc.deliveries().remove(0);
-    assert_eq!(row.state, "dead");
+    assert_eq!(row.state, Dead);
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_status, Some(404));
     assert_eq!(
@@ -275,7 +276,7 @@ async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
     let got = mock.wait_for_ok(D1, 1, WAIT).await;
     assert_eq!(mark(&got[0]), Some(1));
     common::eventually(WAIT, "retried delivery done", || {
-        svc.deliveries()[0].state == "done"
+        svc.deliveries()[0].state == Done
     })
     .await;
     let row = svc.deliveries().remove(0);
@@ -330,7 +331,7 @@ async fn deliveries_retry_cuts_short_the_backoff_of_a_waiting_delivery() {
         "sent {:?} after the retry, not at the old backoff time",
         asked.elapsed()
     );
-    common::eventually(WAIT, "done", || svc.deliveries()[0].state == "done").await;
+    common::eventually(WAIT, "done", || svc.deliveries()[0].state == Done).await;
     assert_eq!(
         svc.deliveries()[0].attempts,
         1,
@@ -355,7 +356,8 @@ async fn a_done_mark_the_store_refuses_for_a_while_is_kept_trying_not_resent() {
     // so the first "done" mark fails.
     let store = svc.store_path();
     let locker = tokio::task::spawn_blocking(move || {
-        let conn = printbell::store::schema::open(&store).expect("open store");
+        let conn = rusqlite::Connection::open(&store).expect("open store");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy");
         conn.execute_batch("BEGIN EXCLUSIVE; UPDATE deliveries SET updated_at = updated_at;")
             .expect("lock");
         std::thread::sleep(Duration::from_secs(7));
@@ -364,7 +366,7 @@ async fn a_done_mark_the_store_refuses_for_a_while_is_kept_trying_not_resent() {
     mock.wait_for_ok(D1, 1, WAIT).await;
     locker.await.expect("locker");
     common::eventually(WAIT, "marked done once the lock is gone", || {
-        svc.deliveries().first().is_some_and(|d| d.state == "done")
+        svc.deliveries().first().is_some_and(|d| d.state == Done)
     })
     .await;
     mock.assert_quiet(D1, 1, Duration::from_millis(2500)).await;
@@ -396,7 +398,7 @@ async fn permanent_errors_are_dead_at_once_with_the_platform_text() {
     svc.post_accepted(&ev("gone", 1), 4).await;
     common::eventually(WAIT, "all dead", || {
         let rows = svc.deliveries();
-        rows.len() == 4 && rows.iter().all(|d| d.state == "dead")
+        rows.len() == 4 && rows.iter().all(|d| d.state == Dead)
     })
     .await;
     // Longer than the first backoff: a retry would show up.
@@ -528,7 +530,7 @@ async fn a_hanging_destination_times_out_and_does_not_delay_a_healthy_one() {
     );
     let rows = svc.deliveries();
     let head = &only(&rows, "hung")[0];
-    assert_eq!(head.state, "pending");
+    assert_eq!(head.state, Pending);
     assert!(
         head.last_error
             .as_deref()
@@ -596,7 +598,7 @@ async fn reset_and_timeout_are_retried_then_delivered() {
     mock.wait_for_ok(D1, 1, WAIT).await;
     mock.wait_for_ok(D2, 1, WAIT).await;
     common::eventually(WAIT, "both done", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(500)).await;
@@ -627,7 +629,7 @@ async fn max_attempts_then_dead() {
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("max", 1), 1).await;
     common::eventually(WAIT, "dead after 2 attempts", || {
-        svc.deliveries().iter().all(|d| d.state == "dead")
+        svc.deliveries().iter().all(|d| d.state == Dead)
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(2500)).await;
@@ -654,7 +656,7 @@ async fn max_age_then_dead() {
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("age", 1), 1).await;
     common::eventually(WAIT, "dead after max_age", || {
-        svc.deliveries().iter().all(|d| d.state == "dead")
+        svc.deliveries().iter().all(|d| d.state == Dead)
     })
     .await;
     mock.assert_quiet(D1, mock.requests_to(D1).len(), Duration::from_millis(2500))
@@ -697,7 +699,7 @@ async fn max_age_counts_from_the_first_attempt_not_from_the_time_queued() {
     let reqs = mock.requests_to(D1);
     assert_eq!(marks(&reqs), vec![1, 2, 2], "{}", describe_all(&reqs));
     common::eventually(WAIT, "both done in the store", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
     let second = svc
@@ -843,7 +845,7 @@ async fn kill_9_after_every_acknowledged_event_loses_nothing() {
     let phase = t0.elapsed();
     let rows = deliveries_in(&setup.store());
     assert_eq!(rows.len(), 20, "every acknowledged event is in the store");
-    assert!(rows.iter().all(|d| d.state == "pending"), "{rows:?}");
+    assert!(rows.iter().all(|d| d.state == Pending), "{rows:?}");
     let failed = mock.requests_to(D1);
     assert!(failed.iter().all(|r| !r.is_ok()));
     let head = rows[0].clone();
@@ -886,7 +888,7 @@ async fn kill_9_after_every_acknowledged_event_loses_nothing() {
     common::eventually(WAIT, "all done in the store", || {
         deliveries_in(&setup.store())
             .iter()
-            .all(|d| d.state == "done")
+            .all(|d| d.state == Done)
     })
     .await;
     assert!(
@@ -917,7 +919,7 @@ async fn kill_9_while_delivering_keeps_order_and_at_least_once() {
     common::eventually(WAIT, "all done in the store", || {
         deliveries_in(&setup.store())
             .iter()
-            .all(|d| d.state == "done")
+            .all(|d| d.state == Done)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -990,7 +992,7 @@ async fn sigterm_with_pending_deliveries_exits_0_and_the_rest_goes_out_after_res
     );
     let rows = deliveries_in(&setup.store());
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|d| d.state == "pending"), "{rows:?}");
+    assert!(rows.iter().all(|d| d.state == Pending), "{rows:?}");
     assert_eq!(mock.ok_requests_to(D1).len(), 0);
 
     mock.set_default(D1, Reply::Auto);
@@ -1044,7 +1046,7 @@ async fn a_discord_global_429_holds_back_other_webhooks_on_the_host() {
     assert!(gb >= Duration::from_secs(2), "other webhook after {gb:?}");
     assert_eq!(mock.requests_to(D2).len(), 1, "no 429 on the other webhook");
     common::eventually(WAIT, "both done", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
     for row in svc.deliveries() {
@@ -1150,7 +1152,7 @@ async fn an_unreachable_destination_is_retried_and_its_error_has_no_token() {
     })
     .await;
     let row = only(&svc.deliveries(), "down").remove(0);
-    assert_eq!(row.state, "pending");
+    assert_eq!(row.state, Pending);
     let err = row.last_error.unwrap_or_default();
     assert!(err.contains("could not connect"), "{err}");
     assert!(!err.contains("token-one") && !err.contains("://"), "{err}");
@@ -1193,7 +1195,7 @@ async fn a_console_destination_survives_a_closed_stdout() {
     common::eventually(WAIT, "the failed write is recorded as a retry", || {
         deliveries_in(&store).iter().any(|d| {
             d.attempts >= 1
-                && d.state == "pending"
+                && d.state == Pending
                 && d.last_error
                     .as_deref()
                     .is_some_and(|e| e.contains("standard output"))

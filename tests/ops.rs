@@ -7,6 +7,7 @@ use common::mock_chat::{MockChat, Reply};
 use common::{config_text, event, fixture, free_port, run_cli, ChildService, Service};
 use poem::web::{Data, Json, Path as PathParam};
 use poem::{handler, EndpointExt, IntoResponse, Route};
+use printbell::store::DeliveryState::{Dead, Done};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -167,7 +168,7 @@ async fn metrics_count_events_and_deliveries_by_destination() {
     );
     mock.wait_for_ok(path, 2, WAIT).await;
     common::eventually(WAIT, "both done in the store", || {
-        svc.deliveries().iter().all(|d| d.state == "done")
+        svc.deliveries().iter().all(|d| d.state == Done)
     })
     .await;
 
@@ -593,7 +594,7 @@ async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
     common::eventually(WAIT, "b's delivery is dead", || {
         common::deliveries_in(&store)
             .iter()
-            .any(|d| d.destination == "b" && d.state == "dead")
+            .any(|d| d.destination == "b" && d.state == Dead)
     })
     .await;
     let rows = common::deliveries_in(&store);
@@ -607,9 +608,7 @@ async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
         "{gone:?}"
     );
     assert_eq!(gone.attempts, 1, "the removal is not counted as an attempt");
-    assert!(rows
-        .iter()
-        .any(|d| d.destination == "a" && d.state == "done"));
+    assert!(rows.iter().any(|d| d.destination == "a" && d.state == Done));
     let sent_to_b = mock.requests_to(b).len();
     child.signal("TERM");
     assert_eq!(child.wait(WAIT).await, Some(0));

@@ -1,27 +1,31 @@
-//! `printbell deliveries list|retry|purge`: inspect and replay the durable queue. Works on the
-//! store file directly (WAL mode), also while `serve` is running: its lanes poll the store and
-//! pick up retried deliveries within a second.
+//! `printbell deliveries list|retry|purge`: inspect and replay the durable queue. Opens the
+//! store as `serve` does (SQLite: WAL mode, its own writer), also while `serve` is running:
+//! its lanes poll the store and pick up retried deliveries within a second.
 
 use super::{CommandResult, Failure};
 use crate::render::text::truncate;
-use crate::store::{now_ms, schema, State};
+use crate::store::{self, now_ms, Backend, DeliveryId, DeliveryState, Filter, Store, StoreError};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-fn open(store: &Path) -> Result<rusqlite::Connection, Failure> {
-    if !store.exists() {
+/// Opens an existing store; one that is not there is a mistake in the command, not an empty
+/// queue.
+async fn open(path: &Path) -> Result<Store, Failure> {
+    if !path.exists() {
         return Err(Failure::invalid(format!(
             "the store {} does not exist (has `printbell serve` run with this config?)",
-            store.display()
+            path.display()
         )));
     }
-    schema::open(store)
-        .map_err(|e| Failure::runtime(format!("cannot open the store {}: {e}", store.display())))
+    let backend = Backend::Sqlite {
+        path: path.to_path_buf(),
+    };
+    store::open(&backend).await.map_err(failed)
 }
 
-fn sql(e: rusqlite::Error) -> Failure {
-    Failure::runtime(format!("store error: {e}"))
+fn failed(e: StoreError) -> Failure {
+    Failure::runtime(e.to_string())
 }
 
 fn time(ms: i64) -> String {
@@ -29,21 +33,26 @@ fn time(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-pub fn list(
+pub async fn list(
     store: &Path,
     state: Option<&str>,
     destination: Option<&str>,
     limit: usize,
     out: &mut dyn Write,
 ) -> CommandResult {
-    let state = match state {
-        Some(s) => Some(State::parse(s).ok_or_else(|| {
-            Failure::invalid(format!("--state {s}: expected pending, dead or done"))
-        })?),
-        None => None,
+    let state =
+        match state {
+            Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+                Failure::invalid(format!("--state {s}: expected {}", state_names()))
+            })?),
+            None => None,
+        };
+    let filter = Filter {
+        state,
+        destination: destination.map(str::to_string),
+        limit,
     };
-    let conn = open(store)?;
-    let rows = schema::list(&conn, state, destination, limit).map_err(sql)?;
+    let rows = open(store).await?.list(filter).await.map_err(failed)?;
     let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
     if rows.is_empty() {
         writeln!(out, "no deliveries").map_err(io)?;
@@ -61,7 +70,7 @@ pub fn list(
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for d in rows {
-        let next = if d.state == "pending" {
+        let next = if d.state == DeliveryState::Pending {
             time(d.next_attempt_at)
         } else {
             "-".into()
@@ -75,9 +84,9 @@ pub fn list(
         table.push(vec![
             d.id.to_string(),
             d.destination,
-            d.event_type,
+            d.event_type.to_string(),
             truncate(&d.generation_id, 24),
-            d.state,
+            d.state.to_string(),
             d.attempts.to_string(),
             next,
             truncate(&error.replace('\n', " "), 80),
@@ -103,12 +112,17 @@ pub fn list(
     Ok(())
 }
 
-pub fn retry(store: &Path, id: Option<i64>, all_dead: bool, out: &mut dyn Write) -> CommandResult {
-    let conn = open(store)?;
+pub async fn retry(
+    store: &Path,
+    id: Option<i64>,
+    all_dead: bool,
+    out: &mut dyn Write,
+) -> CommandResult {
+    let store = open(store).await?;
     let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
-    match (id, all_dead) {
+    match (id.map(DeliveryId), all_dead) {
         (Some(id), false) => {
-            if schema::retry(&conn, id, now_ms()).map_err(sql)? {
+            if store.retry(id, now_ms()).await.map_err(failed)? {
                 writeln!(out, "delivery {id} is pending again").map_err(io)?;
                 Ok(())
             } else {
@@ -116,7 +130,7 @@ pub fn retry(store: &Path, id: Option<i64>, all_dead: bool, out: &mut dyn Write)
             }
         }
         (None, true) => {
-            let n = schema::retry_all_dead(&conn, now_ms()).map_err(sql)?;
+            let n = store.retry_all_dead(now_ms()).await.map_err(failed)?;
             writeln!(out, "{n} dead deliveries are pending again").map_err(io)?;
             Ok(())
         }
@@ -124,20 +138,31 @@ pub fn retry(store: &Path, id: Option<i64>, all_dead: bool, out: &mut dyn Write)
     }
 }
 
-pub fn purge(store: &Path, older_than: &str, out: &mut dyn Write) -> CommandResult {
+pub async fn purge(store: &Path, older_than: &str, out: &mut dyn Write) -> CommandResult {
     let age = humantime::parse_duration(older_than.trim()).map_err(|e| {
         Failure::invalid(format!(
             "--older-than {older_than}: not a duration ({e}); write e.g. 7d or 12h"
         ))
     })?;
-    let conn = open(store)?;
-    let before = now_ms() - age.as_millis() as i64;
-    let (d, e) = schema::purge(&conn, before, true).map_err(sql)?;
+    let store = open(store).await?;
+    let now = now_ms();
+    let before = now - age.as_millis() as i64;
+    let purged = store.purge(before, true, now).await.map_err(failed)?;
     writeln!(
         out,
-        "purged {d} done/dead deliveries older than {older_than} and {e} event ids older than \
-         the 7-day duplicate window"
+        "purged {} done/dead deliveries older than {older_than} and {} event ids older than \
+         the 7-day duplicate window",
+        purged.deliveries, purged.events
     )
     .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
     Ok(())
+}
+
+/// "pending, dead or done": every state, for the `--state` hint.
+fn state_names() -> String {
+    let names: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
 }

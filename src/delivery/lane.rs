@@ -17,7 +17,7 @@ use crate::config::Destination;
 use crate::loaded::Live;
 use crate::platform::{self, Action, Outcome, Pacers};
 use crate::shutdown::Shutdown;
-use crate::store::{now_ms, schema, Delivery, Durability, Store, StoreError};
+use crate::store::{now_ms, Delivery, DeliveryId, Reschedule, Store, StoreError};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +68,7 @@ impl Lane {
                 // The marks must be in before the store is asked what is still pending.
                 settle(&mut marks).await;
                 let name = self.name.clone();
-                match self
-                    .store
-                    .run_patiently(Durability::Relaxed, move |c| schema::heads(c, &name, limit))
-                    .await
-                {
+                match self.store.heads(&name, limit).await {
                     Ok(heads) if heads.is_empty() => self.idle(POLL).await,
                     Ok(heads) => queue = heads.into(),
                     Err(e) => {
@@ -130,11 +126,7 @@ impl Lane {
             }
         };
         // `max_age` counts from the first attempt, not from the time spent in the queue.
-        let started = if delivery.started_at == 0 {
-            now_ms()
-        } else {
-            delivery.started_at
-        };
+        let started = delivery.started_at.unwrap_or_else(now_ms);
         let answer = platform::of(dest.kind)
             .send(&self.client, &dest, &Action::Post, &delivery.body)
             .await;
@@ -150,7 +142,7 @@ impl Lane {
         let Some(dest) = loaded.config.destinations.get(&self.name) else {
             return Prepared::Unsendable("destination removed from config".into());
         };
-        if dest.kind.as_str() != d.kind {
+        if dest.kind != d.kind {
             return Prepared::Unsendable(format!(
                 "destination is now a {} destination but the message was rendered for {}",
                 dest.kind, d.kind
@@ -193,7 +185,7 @@ impl Lane {
                 let latency = (now - d.received_at).max(0) as f64 / 1000.0;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
                 metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
-                tracing::info!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
+                tracing::info!(delivery = d.id.0, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
                 return Step::Sent;
             }
             Outcome::RateLimited {
@@ -214,30 +206,29 @@ impl Lane {
                 }
                 let next = now + wait.as_millis() as i64;
                 let note = format!("rate limited; waiting {:.3} s", wait.as_secs_f64());
-                let id = d.id;
-                let _ = self
-                    .store
-                    .run_patiently(Durability::Full, move |c| {
-                        schema::defer(c, id, status, &note, started, next, now)
-                    })
-                    .await;
+                let wait_for = Reschedule {
+                    status: Some(status),
+                    error: note,
+                    started_at: started,
+                    next_attempt_at: next,
+                };
+                let _ = self.store.defer(d.id, wait_for, now).await;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "rate_limited").increment(1);
-                tracing::warn!(delivery = d.id, event = %d.event_id, destination = %self.name, wait_secs = wait.as_secs_f64(), global, "rate limited by the platform");
+                tracing::warn!(delivery = d.id.0, event = %d.event_id, destination = %self.name, wait_secs = wait.as_secs_f64(), global, "rate limited by the platform");
             }
             Outcome::Retry { status, error } => {
                 let cfg = self.live.get().config.delivery.clone();
                 match policy::after_failure(&cfg, attempt, started, now) {
                     AfterFailure::RetryAt(next) => {
-                        let id = d.id;
-                        let err = error.clone();
-                        let _ = self
-                            .store
-                            .run_patiently(Durability::Full, move |c| {
-                                schema::mark_retry(c, id, status, &err, started, next, now)
-                            })
-                            .await;
+                        let retry = Reschedule {
+                            status,
+                            error: error.clone(),
+                            started_at: started,
+                            next_attempt_at: next,
+                        };
+                        let _ = self.store.mark_retry(d.id, retry, now).await;
                         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "retried").increment(1);
-                        tracing::warn!(delivery = d.id, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, error = %error, retry_in_ms = next - now, "delivery failed; will retry");
+                        tracing::warn!(delivery = d.id.0, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, error = %error, retry_in_ms = next - now, "delivery failed; will retry");
                     }
                     AfterFailure::GiveUp(why) => {
                         self.dead(d, status, format!("{why}; last error: {error}"), true)
@@ -256,21 +247,16 @@ impl Lane {
     }
 
     async fn dead(&self, d: &Delivery, status: Option<u16>, error: String, counted: bool) {
-        let id = d.id;
-        let err = error.clone();
-        let now = now_ms();
         let r = self
             .store
-            .run_patiently(Durability::Full, move |c| {
-                schema::mark_dead(c, id, status, &err, counted, now)
-            })
+            .mark_dead(d.id, status, error.clone(), counted, now_ms())
             .await;
         if let Err(e) = r {
-            tracing::error!(destination = %self.name, delivery = d.id, error = %e, "could not mark dead");
+            tracing::error!(destination = %self.name, delivery = d.id.0, error = %e, "could not mark dead");
         }
         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "dead").increment(1);
         tracing::error!(
-            delivery = d.id,
+            delivery = d.id.0,
             event = %d.event_id,
             generation = %d.generation_id,
             destination = %self.name,
@@ -302,27 +288,22 @@ enum Step {
 async fn mark_done(
     store: Store,
     destination: String,
-    id: i64,
+    id: DeliveryId,
     status: u16,
     message_id: Option<String>,
     now: i64,
 ) {
     let mut pause = Duration::from_millis(100);
     loop {
-        let message_id = message_id.clone();
-        let r = store
-            .run_patiently(Durability::Relaxed, move |c| {
-                schema::mark_done(c, id, status, message_id.as_deref(), now)
-            })
-            .await;
+        let r = store.mark_done(id, status, message_id.clone(), now).await;
         match r {
             Ok(()) => return,
             Err(StoreError::Closed) => {
-                tracing::error!(destination = %destination, delivery = id, "posted but the store closed before it was marked done; it will be sent again");
+                tracing::error!(destination = %destination, delivery = id.0, "posted but the store closed before it was marked done; it will be sent again");
                 return;
             }
             Err(e) => {
-                tracing::error!(destination = %destination, delivery = id, error = %e, "posted but could not mark done yet; trying again");
+                tracing::error!(destination = %destination, delivery = id.0, error = %e, "posted but could not mark done yet; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }

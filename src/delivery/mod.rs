@@ -16,7 +16,7 @@ pub mod policy;
 use crate::loaded::Live;
 use crate::platform::{http, Pacers};
 use crate::shutdown::Shutdown;
-use crate::store::{schema, Durability, Store};
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,7 +62,7 @@ impl Workers {
         };
         let mut names: Vec<String> = live.get().config.destinations.keys().cloned().collect();
         let pending = store
-            .run_patiently(Durability::Relaxed, schema::pending_destinations)
+            .pending_destinations()
             .await
             .map_err(|e| e.to_string())?;
         names.extend(pending);

@@ -2,7 +2,7 @@
 //! Metric labels are destination names, never URLs.
 
 use super::{json_error, AppState};
-use crate::store::{now_ms, schema};
+use crate::store::now_ms;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use poem::http::StatusCode;
 use poem::web::Data;
@@ -56,7 +56,7 @@ pub async fn healthz() -> &'static str {
 
 #[handler]
 pub async fn readyz(state: Data<&Arc<AppState>>) -> Response {
-    match state.store.run(|c| schema::touch(c, now_ms())).await {
+    match state.store.readiness(now_ms()).await {
         Ok(()) => "ready".into_response(),
         Err(e) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,19 +80,19 @@ pub async fn metrics_endpoint(state: Data<&Arc<AppState>>) -> Response {
         .cloned()
         .collect();
     register_zeros(&configured);
-    if let Ok(depths) = state.store.run(schema::queue_depths).await {
+    if let Ok(depths) = state.store.queue_depths().await {
         for name in &configured {
-            if !depths.iter().any(|(d, _, _)| d == name) {
+            if !depths.iter().any(|d| &d.destination == name) {
                 metrics::gauge!("printbell_queue_depth", "destination" => name.clone()).set(0.0);
                 metrics::gauge!("printbell_oldest_pending_seconds", "destination" => name.clone())
                     .set(0.0);
             }
         }
-        for (dest, count, oldest) in depths {
-            metrics::gauge!("printbell_queue_depth", "destination" => dest.clone())
-                .set(count as f64);
-            metrics::gauge!("printbell_oldest_pending_seconds", "destination" => dest)
-                .set((now - oldest).max(0) as f64 / 1000.0);
+        for d in depths {
+            metrics::gauge!("printbell_queue_depth", "destination" => d.destination.clone())
+                .set(d.pending as f64);
+            metrics::gauge!("printbell_oldest_pending_seconds", "destination" => d.destination)
+                .set((now - d.oldest_received_at).max(0) as f64 / 1000.0);
         }
     }
     handle.run_upkeep();

@@ -9,7 +9,7 @@ use crate::domain::EventType;
 use crate::event;
 use crate::render::Rendered;
 use crate::routing;
-use crate::store::{Accepted, NewDelivery, StoreError};
+use crate::store::{now_ms, Accepted, NewDelivery, StoreError};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
@@ -136,19 +136,22 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
     for w in rendered.iter().flat_map(|r| r.warnings.iter()) {
         tracing::warn!(event = %event.id, warning = %w, "template problem");
     }
+    // Only known event types are routed: an unknown one stores its id (dedup) and nothing else.
     let mut deliveries = Vec::with_capacity(rendered.len());
-    for r in &rendered {
-        deliveries.push(NewDelivery {
-            event_type: event.type_name.clone(),
-            generation_id: event.generation.id.clone(),
-            destination: r.destination.clone(),
-            kind: r.kind.as_str().to_string(),
-            body: r.body.to_string(),
-        });
+    if let Some(event_type) = event.event_type {
+        for r in &rendered {
+            deliveries.push(NewDelivery {
+                event_type,
+                generation_id: event.generation.id.clone(),
+                destination: r.destination.clone(),
+                kind: r.kind,
+                body: r.body.to_string(),
+            });
+        }
     }
 
     let label = type_label(event.event_type);
-    match state.store.accept(event.id.clone(), deliveries).await {
+    match state.store.accept(&event.id, deliveries, now_ms()).await {
         Ok(Accepted::New(ids)) => {
             for r in &rendered {
                 state.workers.wake(&r.destination);

@@ -7,7 +7,7 @@ pub mod validate;
 
 use printbell::app::Running;
 use printbell::loaded::Loaded;
-use printbell::store::{schema, Delivery};
+use printbell::store::{Backend, Delivery, Filter};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -128,8 +128,25 @@ impl Service {
 }
 
 pub fn deliveries_in(store: &Path) -> Vec<Delivery> {
-    let conn = schema::open(store).expect("open store");
-    let mut all = schema::list(&conn, None, None, 100_000).expect("list");
+    let path = store.to_path_buf();
+    // The store's API is async and callers poll it from sync code, inside a runtime or not.
+    let mut all = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = rt
+            .block_on(printbell::store::open(&Backend::Sqlite { path }))
+            .expect("open store");
+        let all = Filter {
+            state: None,
+            destination: None,
+            limit: 100_000,
+        };
+        rt.block_on(store.list(all)).expect("list")
+    })
+    .join()
+    .expect("store reader");
     all.reverse();
     all
 }

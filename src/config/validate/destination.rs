@@ -77,7 +77,7 @@ impl Validator<'_> {
             return None;
         }
         let slack_api = if reach == Reach::WebhookOrBot && wants_bot {
-            Some(self.slack_api(name, d)?)
+            Some(self.slack_api(name, kind, d)?)
         } else {
             if let (Reach::WebhookOrBot, Some(c)) =
                 (reach, d.channel.as_ref().or(d.api_url.as_ref()))
@@ -203,8 +203,9 @@ impl Validator<'_> {
         Some(dest)
     }
 
-    /// `token`/`token_file`, `channel` and `api_url` of a Slack destination using the Web API.
-    fn slack_api(&mut self, name: &str, d: &RawDestination) -> Option<SlackApi> {
+    /// `token`/`token_file`, `channel` and `api_url` of a destination posting as a bot (Slack's
+    /// Web API).
+    fn slack_api(&mut self, name: &str, kind: Kind, d: &RawDestination) -> Option<SlackApi> {
         let key = |k: &str| format!("destinations.{name}.{k}");
         let token = match (&d.token, &d.token_file) {
             (Some(t), Some(_)) => {
@@ -215,14 +216,14 @@ impl Validator<'_> {
                 None
             }
             (Some(t), None) => self.checked(Some(t), &key("token"), |v| {
-                platform::check_key(Kind::Slack, "token", v)
+                platform::check_key(kind, "token", v)
             }),
             (None, Some(f)) => self.read_secret_file(f, &key("token_file")),
             (None, None) => None,
         };
         let channel = match &d.channel {
             Some(c) => self.checked(Some(c), &key("channel"), |v| {
-                platform::check_key(Kind::Slack, "channel", v)
+                platform::check_key(kind, "channel", v)
             }),
             None => {
                 self.p.at(

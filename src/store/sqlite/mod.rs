@@ -1,0 +1,399 @@
+//! The SQLite backend: one file, the single source of truth for deliveries.
+//!
+//! One writer thread owns the connection. Callers send it jobs; it runs every job waiting at
+//! that moment inside one transaction and replies only after the commit (group commit), so a
+//! burst of events costs one fsync, and nothing is acknowledged before it is on disk.
+//! A job that fails is rolled back alone (savepoint); a failed commit fails every job in it.
+//!
+//! Only what was acknowledged to someone must survive a power cut. A transaction holding only
+//! [`Durability::Relaxed`] jobs (a lane's "done" marks and reads) commits without the fsync
+//! (`synchronous = NORMAL`): a process crash still loses nothing (WAL), a power cut can lose the
+//! last marks, so those messages are sent again (at least once). The next durable commit's
+//! fsync covers them anyway. Events are always committed with `synchronous = FULL`.
+//!
+//! The writer's queue is bounded: the receiver's and readiness' jobs fail with
+//! [`StoreError::Busy`] when it is full, every other operation waits for room. The CLI opens the
+//! same file with a writer of its own; WAL and the busy timeout let it work while `serve` runs.
+
+mod migrations;
+mod queries;
+
+use super::{
+    Accepted, Delivery, DeliveryId, Filter, NewDelivery, Purged, Queue, QueueDepth, Reschedule,
+    StoreError,
+};
+use async_trait::async_trait;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Jobs waiting for the writer beyond this are refused (`StoreError::Busy`, a 503 to senders)
+/// instead of queueing without bound.
+const QUEUE_CAPACITY: usize = 4096;
+/// Jobs run in one transaction at most.
+const MAX_BATCH: usize = 512;
+
+/// Why the writer could not commit a job: shared by every job of the transaction.
+type SqlError = Arc<rusqlite::Error>;
+type Completion = Box<dyn FnOnce(Result<(), SqlError>) + Send>;
+type JobFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// Where a job's result goes; taken once, by the completion or the abort.
+type Reply<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>;
+
+/// A unit of work for the writer: `run` does it inside the transaction and returns whether it
+/// succeeded plus how to reply once the commit is known; `abort` replies when it cannot run.
+struct Job {
+    run: JobFn,
+    abort: Box<dyn FnOnce(SqlError) + Send>,
+    durability: Durability,
+}
+
+/// Whether a job's commit must reach the disk before its caller hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// fsync before replying (`synchronous = FULL`): what a 202 promises.
+    Full,
+    /// May wait for the next fsync: state that is safe to redo after a power cut.
+    Relaxed,
+}
+
+/// Whether a job may wait for room in the writer's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// Refused with `Busy` at once: a sender can try again, a lane's update must not be lost.
+    FailFast,
+    Wait,
+}
+
+fn backend_error(op: &'static str, e: impl Into<SqlError>) -> StoreError {
+    StoreError::Backend {
+        op,
+        source: e.into(),
+    }
+}
+
+/// Handle to the writer thread.
+pub(super) struct SqliteQueue {
+    jobs: SyncSender<Job>,
+}
+
+impl SqliteQueue {
+    /// Opens (creating and migrating) the file and starts its writer thread.
+    pub(super) fn open(path: &Path) -> Result<SqliteQueue, StoreError> {
+        let conn = migrations::open(path)?;
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("printbell-store".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                source: Arc::new(e),
+            })?;
+        Ok(SqliteQueue { jobs: tx })
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result after the commit.
+    /// `op` names the operation in errors.
+    async fn run<T, F>(
+        &self,
+        op: &'static str,
+        durability: Durability,
+        patience: Patience,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + Clone + 'static,
+    {
+        loop {
+            match self.run_once(op, durability, f.clone()).await {
+                Err(StoreError::Busy) if patience == Patience::Wait => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_once<T, F>(
+        &self,
+        op: &'static str,
+        durability: Durability,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let reply = Arc::new(Mutex::new(Some(tx)));
+        let send = |reply: &Reply<T>, r| {
+            if let Some(tx) = reply.lock().ok().and_then(|mut g| g.take()) {
+                let _ = tx.send(r);
+            }
+        };
+        let reply2 = reply.clone();
+        let job = Job {
+            run: Box::new(move |conn| match f(conn) {
+                Ok(v) => (
+                    true,
+                    Box::new(move |commit: Result<(), SqlError>| {
+                        send(&reply, commit.map(|_| v).map_err(|e| backend_error(op, e)))
+                    }),
+                ),
+                Err(e) => (
+                    false,
+                    Box::new(move |_| send(&reply, Err(backend_error(op, e)))),
+                ),
+            }),
+            abort: Box::new(move |e: SqlError| send(&reply2, Err(backend_error(op, e)))),
+            durability,
+        };
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Rows as read, parsed outside the writer thread.
+fn parse(rows: Vec<queries::Row>) -> Result<Vec<Delivery>, StoreError> {
+    rows.into_iter().map(queries::Row::parse).collect()
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn accept(
+        &self,
+        event_id: &str,
+        deliveries: Vec<NewDelivery>,
+        now: i64,
+    ) -> Result<Accepted, StoreError> {
+        let event_id = event_id.to_string();
+        // Fails fast; one try, so the bodies move into the job without a copy.
+        self.run_once("store the event", Durability::Full, move |c| {
+            queries::accept(c, &event_id, &deliveries, now)
+        })
+        .await
+    }
+
+    async fn heads(&self, destination: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let destination = destination.to_string();
+        let rows = self
+            .run(
+                "read the queue",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::heads(c, &destination, limit),
+            )
+            .await?;
+        parse(rows)
+    }
+
+    async fn mark_done(
+        &self,
+        id: DeliveryId,
+        status: u16,
+        message_id: Option<String>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "mark a delivery done",
+            Durability::Relaxed,
+            Patience::Wait,
+            move |c| queries::mark_done(c, id, status, message_id.as_deref(), now),
+        )
+        .await
+    }
+
+    async fn mark_retry(
+        &self,
+        id: DeliveryId,
+        next: Reschedule,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "schedule a retry",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::mark_retry(c, id, &next, now),
+        )
+        .await
+    }
+
+    async fn defer(&self, id: DeliveryId, next: Reschedule, now: i64) -> Result<(), StoreError> {
+        self.run(
+            "postpone a rate-limited delivery",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::defer(c, id, &next, now),
+        )
+        .await
+    }
+
+    async fn mark_dead(
+        &self,
+        id: DeliveryId,
+        status: Option<u16>,
+        error: String,
+        counted: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "mark a delivery dead",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::mark_dead(c, id, status, &error, counted, now),
+        )
+        .await
+    }
+
+    async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
+        self.run(
+            "list the destinations with pending deliveries",
+            Durability::Relaxed,
+            Patience::Wait,
+            queries::pending_destinations,
+        )
+        .await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        self.run(
+            "count the pending deliveries",
+            Durability::Relaxed,
+            Patience::FailFast,
+            queries::queue_depths,
+        )
+        .await
+    }
+
+    async fn list(&self, filter: Filter) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self
+            .run(
+                "list deliveries",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::list(c, &filter),
+            )
+            .await?;
+        parse(rows)
+    }
+
+    async fn retry(&self, id: DeliveryId, now: i64) -> Result<bool, StoreError> {
+        self.run(
+            "retry the delivery",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::retry(c, id, now),
+        )
+        .await
+    }
+
+    async fn retry_all_dead(&self, now: i64) -> Result<u64, StoreError> {
+        self.run(
+            "retry the dead deliveries",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::retry_all_dead(c, now),
+        )
+        .await
+    }
+
+    async fn purge(&self, before: i64, include_dead: bool, now: i64) -> Result<Purged, StoreError> {
+        self.run(
+            "purge old records",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::purge(c, before, include_dead, now),
+        )
+        .await
+    }
+
+    async fn readiness(&self, now: i64) -> Result<(), StoreError> {
+        self.run(
+            "record a health check",
+            Durability::Full,
+            Patience::FailFast,
+            move |c| queries::touch(c, now),
+        )
+        .await
+    }
+}
+
+fn writer(conn: Connection, rx: Receiver<Job>) {
+    // As `migrations::open` left it.
+    let mut synchronous = Durability::Full;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let wanted = if batch.iter().any(|j| j.durability == Durability::Full) {
+            Durability::Full
+        } else {
+            Durability::Relaxed
+        };
+        if wanted != synchronous {
+            let level = match wanted {
+                Durability::Full => "FULL",
+                Durability::Relaxed => "NORMAL",
+            };
+            match conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => synchronous = wanted,
+                // Committing durable jobs without the fsync would break the 202's promise.
+                Err(e) if wanted == Durability::Full => {
+                    let err = Arc::new(e);
+                    for job in batch {
+                        (job.abort)(err.clone());
+                    }
+                    continue;
+                }
+                // Relaxed jobs may as well be committed durably.
+                Err(_) => {}
+            }
+        }
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+            let err = Arc::new(e);
+            for job in batch {
+                (job.abort)(err.clone());
+            }
+            continue;
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch {
+            let savepoint = exec(&conn, "SAVEPOINT job");
+            let (ok, done) = (job.run)(&conn);
+            if savepoint.is_ok() {
+                if !ok {
+                    let _ = exec(&conn, "ROLLBACK TO job");
+                }
+                let _ = exec(&conn, "RELEASE job");
+            }
+            completions.push(done);
+        }
+        let result = exec(&conn, "COMMIT").map_err(Arc::new);
+        if result.is_err() {
+            let _ = exec(&conn, "ROLLBACK");
+        }
+        for done in completions {
+            done(result.clone());
+        }
+    }
+}
+
+/// Runs one statement from the connection's statement cache: the writer runs the same few
+/// transaction statements thousands of times a second, and `execute_batch` would parse them
+/// every time.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests;

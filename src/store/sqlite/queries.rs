@@ -1,0 +1,310 @@
+//! Every SQL statement of the SQLite backend: plain functions on a connection, run by the
+//! writer thread (of `serve` and of the CLI alike). Repeated statements use the connection's
+//! statement cache.
+//!
+//! Storage conventions: states, event types and kinds are stored as their names;
+//! `started_at` is 0 before the first attempt of a series (the column is `NOT NULL` since
+//! migration 1).
+
+use super::super::{
+    Accepted, Delivery, DeliveryId, DeliveryState, Filter, NewDelivery, Purged, QueueDepth,
+    Reschedule, StoreError, DEDUPE_WINDOW_MS,
+};
+use crate::domain::{EventType, Kind};
+use rusqlite::{params, Connection};
+
+/// A `deliveries` row as stored; [`Row::parse`] turns it into a [`Delivery`].
+#[derive(Debug)]
+pub(super) struct Row {
+    id: i64,
+    event_id: String,
+    event_type: String,
+    generation_id: String,
+    destination: String,
+    kind: String,
+    body: String,
+    state: String,
+    attempts: u32,
+    received_at: i64,
+    started_at: i64,
+    next_attempt_at: i64,
+    updated_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    message_id: Option<String>,
+}
+
+const COLUMNS: &str = "id, event_id, event_type, generation_id, destination, kind, body, state, \
+     attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        event_type: r.get(2)?,
+        generation_id: r.get(3)?,
+        destination: r.get(4)?,
+        kind: r.get(5)?,
+        body: r.get(6)?,
+        state: r.get(7)?,
+        attempts: r.get(8)?,
+        received_at: r.get(9)?,
+        started_at: r.get(10)?,
+        next_attempt_at: r.get(11)?,
+        updated_at: r.get(12)?,
+        last_status: r.get(13)?,
+        last_error: r.get(14)?,
+        message_id: r.get(15)?,
+    })
+}
+
+impl Row {
+    /// The row in the store API's types; a value this binary does not know is an error naming
+    /// the row.
+    pub(super) fn parse(self) -> Result<Delivery, StoreError> {
+        let id = DeliveryId(self.id);
+        let bad = |column: &'static str, value: String| StoreError::BadRow { id, column, value };
+        let event_type = EventType::parse(&self.event_type)
+            .ok_or_else(|| bad("event type", self.event_type.clone()))?;
+        let kind = Kind::parse(&self.kind).ok_or_else(|| bad("kind", self.kind.clone()))?;
+        let state =
+            DeliveryState::parse(&self.state).ok_or_else(|| bad("state", self.state.clone()))?;
+        let last_status = self
+            .last_status
+            .map(|s| u16::try_from(s).map_err(|_| bad("last status", s.to_string())))
+            .transpose()?;
+        Ok(Delivery {
+            id,
+            event_id: self.event_id,
+            event_type,
+            generation_id: self.generation_id,
+            destination: self.destination,
+            kind,
+            body: self.body,
+            state,
+            attempts: self.attempts,
+            received_at: self.received_at,
+            started_at: (self.started_at != 0).then_some(self.started_at),
+            next_attempt_at: self.next_attempt_at,
+            updated_at: self.updated_at,
+            last_status,
+            last_error: self.last_error,
+            message_id: self.message_id,
+        })
+    }
+}
+
+/// Records an event id and its deliveries, or reports a duplicate.
+pub(super) fn accept(
+    conn: &Connection,
+    event_id: &str,
+    deliveries: &[NewDelivery],
+    now: i64,
+) -> rusqlite::Result<Accepted> {
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO events (id, received_at) VALUES (?1, ?2)")?
+        .execute(params![event_id, now])?;
+    if inserted == 0 {
+        return Ok(Accepted::Duplicate);
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
+         attempts, received_at, started_at, next_attempt_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7)",
+    )?;
+    let mut ids = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        stmt.execute(params![
+            event_id,
+            d.event_type.as_str(),
+            d.generation_id,
+            d.destination,
+            d.kind.as_str(),
+            d.body,
+            now
+        ])?;
+        ids.push(DeliveryId(conn.last_insert_rowid()));
+    }
+    Ok(Accepted::New(ids))
+}
+
+/// The oldest pending deliveries of a destination, at most `limit`, oldest first.
+pub(super) fn heads(
+    conn: &Connection,
+    destination: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND state = 'pending' ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![destination, limit as i64], row)?;
+    rows.collect()
+}
+
+pub(super) fn mark_done(
+    conn: &Connection,
+    id: DeliveryId,
+    status: u16,
+    message_id: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_status = ?2, \
+         last_error = NULL, message_id = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id.0, status, message_id, now])?;
+    Ok(())
+}
+
+/// A failed attempt that will be tried again at `next.next_attempt_at`.
+pub(super) fn mark_retry(
+    conn: &Connection,
+    id: DeliveryId,
+    next: &Reschedule,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3, \
+         next_attempt_at = ?4, updated_at = ?5, started_at = ?6 WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![
+        id.0,
+        next.status,
+        next.error,
+        next.next_attempt_at,
+        now,
+        next.started_at
+    ])?;
+    Ok(())
+}
+
+/// Postpones a delivery without counting an attempt (rate limited).
+pub(super) fn defer(
+    conn: &Connection,
+    id: DeliveryId,
+    next: &Reschedule,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET last_status = ?2, last_error = ?3, next_attempt_at = ?4, updated_at = ?5, \
+         started_at = ?6 WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![
+        id.0,
+        next.status,
+        next.error,
+        next.next_attempt_at,
+        now,
+        next.started_at
+    ])?;
+    Ok(())
+}
+
+/// `counted`: whether this was an attempt on the wire.
+pub(super) fn mark_dead(
+    conn: &Connection,
+    id: DeliveryId,
+    status: Option<u16>,
+    error: &str,
+    counted: bool,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 'dead', attempts = attempts + ?5, last_status = ?2, \
+         last_error = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id.0, status, error, now, counted as i64])?;
+    Ok(())
+}
+
+/// Destinations that have pending deliveries.
+pub(super) fn pending_destinations(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Per destination: pending count and the oldest pending `received_at`.
+pub(super) fn queue_depths(conn: &Connection) -> rusqlite::Result<Vec<QueueDepth>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT destination, COUNT(*), MIN(received_at) FROM deliveries WHERE state = 'pending' GROUP BY destination",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QueueDepth {
+            destination: r.get(0)?,
+            pending: r.get(1)?,
+            oldest_received_at: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Newest first.
+pub(super) fn list(conn: &Connection, filter: &Filter) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR destination = ?2) \
+         ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            filter.state.map(DeliveryState::as_str),
+            filter.destination,
+            filter.limit as i64
+        ],
+        row,
+    )?;
+    rows.collect()
+}
+
+/// Puts a dead (or done) delivery back in its lane as a fresh series of attempts.
+/// Returns whether a delivery with that id existed.
+pub(super) fn retry(conn: &Connection, id: DeliveryId, now: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = 0, next_attempt_at = ?2, \
+         updated_at = ?2 WHERE id = ?1",
+        params![id.0, now],
+    )?;
+    Ok(n > 0)
+}
+
+pub(super) fn retry_all_dead(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+    let n = conn.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, started_at = 0, next_attempt_at = ?1, \
+         updated_at = ?1 WHERE state = 'dead'",
+        params![now],
+    )?;
+    Ok(n as u64)
+}
+
+/// Deletes done (and, with `include_dead`, dead) deliveries last updated before `before`, and
+/// event ids first seen before it and outside the dedupe window.
+pub(super) fn purge(
+    conn: &Connection,
+    before: i64,
+    include_dead: bool,
+    now: i64,
+) -> rusqlite::Result<Purged> {
+    let d = conn.execute(
+        "DELETE FROM deliveries WHERE (state = 'done' OR (?2 AND state = 'dead')) AND updated_at < ?1",
+        params![before, include_dead],
+    )?;
+    // Event ids are what makes a redelivered webhook a duplicate: they are kept for the whole
+    // window SPEC promises, however short the retention or `--older-than`.
+    let events_before = before.min(now - DEDUPE_WINDOW_MS);
+    let e = conn.execute(
+        "DELETE FROM events WHERE received_at < ?1",
+        params![events_before],
+    )?;
+    Ok(Purged {
+        deliveries: d as u64,
+        events: e as u64,
+    })
+}
+
+/// Proves the store accepts writes (readiness).
+pub(super) fn touch(conn: &Connection, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1")?
+        .execute(params![now])?;
+    Ok(())
+}
