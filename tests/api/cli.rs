@@ -1,14 +1,12 @@
 //! The command line as a user meets it: the real binary, run on config files in a temp dir,
 //! judged only by its exit code, stdout and stderr (SPEC §1, §2).
 
-mod common;
-
-use printbell::store::schema::{self, Accepted, NewDelivery};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use testkit::store::{NewDelivery, Seeder};
 
 const SLACK_TOKEN: &str = "xoxSlackSecretToken42";
 const DISCORD_TOKEN: &str = "discordSecretTokenXYZ";
@@ -16,14 +14,14 @@ const FILE_TOKEN: &str = "fileSecretToken77";
 
 /// Runs the binary and checks that nothing it printed is a panic or a debug dump.
 fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let (code, out, err) = common::run_cli(args, envs);
+    let (code, out, err) = testkit::run_cli(args, envs);
     assert_no_dump(&out, &err);
     (code, out, err)
 }
 
 /// Like [`cli`], in another working directory.
 fn cli_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let (code, out, err) = common::run_cli_in(Some(dir), args, envs);
+    let (code, out, err) = testkit::run_cli_in(Some(dir), args, envs);
     assert_no_dump(&out, &err);
     (code, out, err)
 }
@@ -770,7 +768,7 @@ fn preview_of_a_built_in_sample_shows_each_destination_and_its_exact_body() {
 fn preview_of_an_event_file() {
     let (listener, port) = watched_port();
     let cfg = preview_config(port);
-    let mut ev = common::fixture("print.failed");
+    let mut ev = testkit::fixture("print.failed");
     ev["id"] = json!("evt_cli_preview");
     ev["data"]["tags"] = json!([]);
     ev["data"]["prompt"] = json!("ping <!channel> and @everyone");
@@ -910,46 +908,30 @@ fn nd(destination: &str, kind: &str, event_type: &str) -> NewDelivery {
 }
 
 fn seed_store(path: &Path) -> Seeded {
-    let conn = schema::open(path).expect("open store");
-    let old = schema::now_ms() - 2 * HOUR_MS;
-    let ids = match schema::accept(
-        &conn,
-        "evt_cli_old",
-        &[
-            nd("team-slack", "slack", "print.created"),
-            nd("oncall", "discord", "print.failed"),
-            nd("team-slack", "slack", "print.completed"),
-        ],
-        old,
-    )
-    .expect("accept")
-    {
-        Accepted::New(ids) => ids,
-        Accepted::Duplicate => panic!("fresh store"),
-    };
-    schema::mark_dead(&conn, ids[1], Some(404), "Unknown Webhook", true, old).expect("dead");
-    schema::mark_done(&conn, ids[2], 200, None, old).expect("done");
-    let now = schema::now_ms();
-    let new = match schema::accept(
-        &conn,
-        "evt_cli_new",
-        &[nd("oncall", "discord", "print.failed")],
-        now,
-    )
-    .expect("accept")
-    {
-        Accepted::New(ids) => ids,
-        Accepted::Duplicate => panic!("fresh id"),
-    };
-    schema::mark_dead(
-        &conn,
-        new[0],
-        None,
-        "could not connect: connection refused",
-        true,
-        now,
-    )
-    .expect("dead");
+    let store = Seeder::open(path);
+    let old = testkit::store::now_ms() - 2 * HOUR_MS;
+    let ids = store
+        .accept(
+            "evt_cli_old",
+            &[
+                nd("team-slack", "slack", "print.created"),
+                nd("oncall", "discord", "print.failed"),
+                nd("team-slack", "slack", "print.completed"),
+            ],
+            old,
+        )
+        .unwrap_or_else(|| panic!("fresh store"));
+    store.mark_dead(ids[1], Some(404), "Unknown Webhook", old);
+    store.mark_done(ids[2], 200, old);
+    let now = testkit::store::now_ms();
+    let new = store
+        .accept(
+            "evt_cli_new",
+            &[nd("oncall", "discord", "print.failed")],
+            now,
+        )
+        .unwrap_or_else(|| panic!("fresh id"));
+    store.mark_dead(new[0], None, "could not connect: connection refused", now);
     Seeded {
         old_pending: ids[0],
         old_dead: ids[1],
@@ -960,7 +942,7 @@ fn seed_store(path: &Path) -> Seeded {
 
 /// (id, state) of every delivery in the store, by id.
 fn states(store: &Path) -> Vec<(i64, String)> {
-    let mut all: Vec<(i64, String)> = common::deliveries_in(store)
+    let mut all: Vec<(i64, String)> = testkit::store::deliveries(store)
         .into_iter()
         .map(|d| (d.id, d.state))
         .collect();
@@ -1085,7 +1067,7 @@ fn deliveries_retry_puts_a_delivery_back_in_its_lane() {
     );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains(&s.old_dead.to_string()), "{out}");
-    let d = common::deliveries_in(&store)
+    let d = testkit::store::deliveries(&store)
         .into_iter()
         .find(|d| d.id == s.old_dead)
         .expect("row");
@@ -1155,10 +1137,7 @@ fn deliveries_purge_removes_old_done_and_dead_never_pending() {
         [(s.old_pending, "pending".to_string())],
         "pending deliveries are never purged"
     );
-    let conn = schema::open(&store).expect("open store");
-    let events: i64 = conn
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-        .expect("count");
+    let events = testkit::store::event_count(&store);
     assert_eq!(
         events, 2,
         "event ids stay for the 7-day duplicate window, so a redelivered event is not sent again"
@@ -1273,7 +1252,7 @@ fn healthcheck_is_0_on_200_and_1_otherwise() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("503"), "{err}");
 
-    let closed = common::free_port();
+    let closed = testkit::free_port();
     let url = format!("http://127.0.0.1:{closed}/healthz");
     let (code, _, err) = cli(&["healthcheck", "--url", &url], &[]);
     assert_eq!(code, 1, "{err}");
@@ -1295,7 +1274,7 @@ fn healthcheck_defaults_to_the_configured_port() {
     );
 
     // PRINTBELL_LISTEN overrides the file, as for `serve`.
-    let closed = common::free_port();
+    let closed = testkit::free_port();
     let cfg = Cfg::new(&format!(
         "[server]\nlisten = \"127.0.0.1:{closed}\"\n\n[destinations.stdout]\nkind = \"console\"\n"
     ));

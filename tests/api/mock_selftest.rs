@@ -1,14 +1,10 @@
-//! Self-tests of the chat mock (tests/common/mock_chat.rs) and the body validators
-//! (tests/common/validate.rs).
+//! Self-tests of the chat mock (testkit/src/mock_chat.rs) and the body validators
+//! (testkit/src/validate.rs).
 
-#[path = "common/mock_chat.rs"]
-mod mock_chat;
-#[path = "common/validate.rs"]
-mod validate;
-
-use mock_chat::{MockChat, Reply};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testkit::mock_chat::{MockChat, Reply};
+use testkit::validate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SLACK: &str = "/services/T1/B1/XYZ";
@@ -1199,7 +1195,7 @@ fn discord_validator_rejects() {
 #[test]
 fn discord_constants_match_openapi_subset() {
     let spec: Value =
-        serde_json::from_str(include_str!("fixtures/discord-webhook-schema.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/discord-webhook-schema.json")).unwrap();
     let schemas = &spec["components"]["schemas"];
     let keys = |name: &str| -> Vec<String> {
         let mut k: Vec<String> = schemas[name]["properties"]
