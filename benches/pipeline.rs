@@ -4,10 +4,10 @@
 //! * **the limit**: this very binary re-executed as a child process (hidden mode
 //!   `PRINTBELL_BENCH_ROLE=bare`) serving poem 3 with a handler that reads the body and answers
 //!   202, nothing else.
-//! * **printbell**: the real release binary (`CARGO_BIN_EXE_printbell`, built by `cargo bench`)
-//!   as a child process on a temporary store and config; two Discord destinations pointing at
-//!   instant mock sinks in this process (fan-out 2; Discord rather than Slack because printbell
-//!   paces Slack to ~1 message/s per webhook).
+//! * **printbell**: the real release binary (`target/release/printbell`, built by `cargo bench`,
+//!   started with `testkit::ChildService`) as a child process on a temporary store and config;
+//!   two Discord destinations pointing at instant mock sinks in this process (fan-out 2;
+//!   Discord rather than Slack because printbell paces Slack to ~1 message/s per webhook).
 //!
 //! Phases:
 //! 1. ingest, closed loop: `clients` keep-alive connections post fixture events (unique ids,
@@ -42,13 +42,13 @@ use poem::{handler, post, Body, EndpointExt, Route};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use testkit::{free_port, ChildService, Launch, Proc, WEBHOOK_PATH};
 
-const WEBHOOK_PATH: &str = "/webhooks/all-images";
 const ROLE_ENV: &str = "PRINTBELL_BENCH_ROLE";
 /// Each closed-loop round: connections are opened and the server warms up, then the window.
 const ROUND_WARMUP: Duration = Duration::from_millis(500);
@@ -157,39 +157,7 @@ fn bare_server() {
     });
 }
 
-/// A child process killed (SIGKILL) when dropped, unless already reaped.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn kill(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Sends a signal (`STOP`, `CONT`) with kill(1).
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
+/// The bare handler as a child process (killed when dropped) and its port.
 fn start_bare() -> (Proc, u16) {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = Command::new(exe)
@@ -201,11 +169,12 @@ fn start_bare() -> (Proc, u16) {
         .expect("spawn the bare server");
     let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
+    let bare = Proc::new(child);
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .expect("bare server port");
     let port = line.trim().parse().expect("a port number");
-    (Proc { child }, port)
+    (bare, port)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,23 +251,17 @@ async fn start_sinks(sinks: Arc<Sinks>) -> u16 {
 // ---------------------------------------------------------------------------------------------
 // printbell, the real binary
 
-fn printbell_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_printbell")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
+/// printbell running as a child process (killed when dropped), with its temporary store.
 struct Printbell {
-    proc: Proc,
-    base: String,
+    svc: ChildService,
     store: PathBuf,
-    log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Printbell {
+    fn pid(&self) -> u32 {
+        self.svc.pid()
+    }
 }
 
 async fn start_printbell(s: &Settings, sink_port: u16, tag: &str) -> Printbell {
@@ -338,43 +301,17 @@ to = ["discord-a", "discord-b"]
     );
     let config_path = dir.path().join("notifier.toml");
     std::fs::write(&config_path, config).expect("write config");
-    let log = dir.path().join(format!("printbell-{tag}.log"));
-    let child = Command::new(printbell_bin())
-        .arg("--config")
-        .arg(&config_path)
-        .arg("serve")
-        .env("RUST_LOG", &s.log)
-        .env_remove("PRINTBELL_CONFIG")
-        .env_remove("PRINTBELL_LISTEN")
-        .env_remove("PRINTBELL_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn printbell");
-    let proc = Proc { child };
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            panic!(
-                "printbell did not become healthy:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let svc = ChildService::launch(Launch {
+        config: &config_path,
+        port,
+        stderr_path: dir.path().join(format!("printbell-{tag}.log")),
+        rust_log: &s.log,
+        envs: &[],
+    })
+    .await;
     Printbell {
-        proc,
-        base,
+        svc,
         store,
-        log,
         _dir: dir,
     }
 }
@@ -442,11 +379,7 @@ impl EventGen {
             "print.completed",
             "print.failed",
         ] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(format!("{ty}.json"));
-            let text = std::fs::read_to_string(&path).expect("fixture");
-            let mut v: Value = serde_json::from_str(&text).expect("fixture JSON");
+            let mut v: Value = testkit::fixture(ty);
             v["id"] = Value::String("@@EVT@@".into());
             v["data"]["id"] = Value::String("@@GEN@@".into());
             v["data"]["tags"] = Value::String("@@TAGS@@".into());
@@ -708,26 +641,14 @@ async fn open_loop(
 /// SIGKILLs printbell, then checks that every acknowledged event id is in the store with its
 /// two deliveries. Returns (acknowledged, found complete).
 fn verify_durable(pb: &mut Printbell, acked: &[u64]) -> (usize, usize) {
-    pb.proc.kill();
-    let conn = rusqlite::Connection::open(&pb.store).expect("open the store");
-    let mut stmt = conn
-        .prepare("SELECT event_id, COUNT(*) FROM deliveries GROUP BY event_id")
-        .expect("query");
-    let per_event: HashMap<String, i64> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("rows")
-        .filter_map(Result::ok)
-        .collect();
-    let mut stmt = conn.prepare("SELECT id FROM events").expect("query");
-    let events: HashSet<String> = stmt
-        .query_map([], |r| r.get(0))
-        .expect("rows")
-        .filter_map(Result::ok)
-        .collect();
+    pb.svc.kill();
+    let stored = testkit::store::stored(&pb.store);
     let ok = acked
         .iter()
         .map(|s| event_id(*s))
-        .filter(|id| events.contains(id) && per_event.get(id) == Some(&(FAN_OUT as i64)))
+        .filter(|id| {
+            stored.events.contains(id) && stored.deliveries.get(id) == Some(&(FAN_OUT as i64))
+        })
         .count();
     (acked.len(), ok)
 }
@@ -826,13 +747,34 @@ impl Rounds {
     }
 }
 
+/// The whole benchmark: the four phases of the module docs, then the summary table.
 async fn run() -> i32 {
     now_ns();
     let s = Settings::from_env();
     let nproc = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let bin = printbell_bin();
+    announce(&s, nproc);
+    let load = Load {
+        gen: Arc::new(EventGen::new()),
+        seq: Arc::new(AtomicU64::new(1)),
+    };
+    let bench_start = Instant::now();
+
+    let (mut servers, idle_rss) = start_servers(&s).await;
+    let ingest = phase_ingest(&s, &servers, &load, idle_rss).await;
+    let floor = phase_bare_open_loop(&s, servers.bare, &load).await;
+    let drain = phase_drain(&s, &mut servers.pb, &servers.sinks, &ingest).await;
+    drop(servers.pb);
+    let open = phase_open_loop(&s, servers.sink_port, &servers.sinks, &load).await;
+    report_logged_problems(&[("closed", &drain.log), ("open", &open.log)]);
+    print_summary(&s, nproc, bench_start, &ingest, &floor, &drain, &open);
+    0
+}
+
+/// What is measured, with which binary and settings (stderr).
+fn announce(s: &Settings, nproc: usize) {
+    let bin = testkit::bin();
     eprintln!("printbell binary: {bin}");
     if !bin.contains("/release/") {
         eprintln!("warning: the printbell binary is not a release build (use `cargo bench`)");
@@ -841,25 +783,66 @@ async fn run() -> i32 {
         "nproc {nproc}; printbell RUST_LOG={}; closed loop: {} clients, {} rounds × ({} s bare + {} s printbell); open loop {}/s for {} s",
         s.log, s.clients, s.rounds, s.secs, s.secs, s.rate, s.open_secs
     );
-    let gen = Arc::new(EventGen::new());
-    let seq = Arc::new(AtomicU64::new(1));
-    let bench_start = Instant::now();
-    let window = Duration::from_secs_f64(s.secs);
+}
 
+/// The event bodies and the sequence number shared by every load generator.
+struct Load {
+    gen: Arc<EventGen>,
+    seq: Arc<AtomicU64>,
+}
+
+/// The closed-loop phase's servers: the bare handler, the sinks and the first printbell.
+struct Servers {
+    bare: (Proc, u16),
+    sinks: Arc<Sinks>,
+    sink_port: u16,
+    pb: Printbell,
+}
+
+/// Starts the bare handler, the mock sinks and printbell; returns them and printbell's idle
+/// RSS (KiB) one second after it became healthy.
+async fn start_servers(s: &Settings) -> (Servers, u64) {
     // Both servers run for the whole closed-loop phase; rounds alternate between them so that
     // noise from anything else on the machine hits both alike.
-    let (mut bare, bare_port) = start_bare();
-    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
+    let bare = start_bare();
     let sinks = Arc::new(Sinks::default());
     let sink_port = start_sinks(sinks.clone()).await;
-    let mut pb = start_printbell(&s, sink_port, "closed").await;
+    let pb = start_printbell(s, sink_port, "closed").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (idle_rss, _) = rss_kib(pb.proc.pid());
-    let pb_url = format!("{}{WEBHOOK_PATH}", pb.base);
+    let (idle_rss, _) = rss_kib(pb.pid());
+    let servers = Servers {
+        bare,
+        sinks,
+        sink_port,
+        pb,
+    };
+    (servers, idle_rss)
+}
+
+/// Phase 1's results.
+struct Ingest {
+    idle_rss: u64,
+    bare_r: Rounds,
+    pb_r: Rounds,
+    bare_tp: f64,
+    pb_tp: f64,
+    ratio: f64,
+    /// Messages the sinks had received before the first round.
+    sunk_before: u64,
+}
+
+/// Phase 1: closed-loop rounds, bare handler (printbell stopped) then printbell.
+async fn phase_ingest(s: &Settings, servers: &Servers, load: &Load, idle_rss: u64) -> Ingest {
+    let (bare, bare_port) = &servers.bare;
+    let pb = &servers.pb;
+    let sinks = &servers.sinks;
+    let window = Duration::from_secs_f64(s.secs);
+    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
+    let pb_url = format!("{}{WEBHOOK_PATH}", pb.svc.base);
     eprintln!(
         "[1/4] ingest, closed loop: bare poem handler (pid {}) vs printbell (pid {}, idle RSS {:.1} MiB)",
         bare.pid(),
-        pb.proc.pid(),
+        pb.pid(),
         mib(idle_rss)
     );
     let mut bare_r = Rounds::default();
@@ -871,25 +854,25 @@ async fn run() -> i32 {
     for round in 1..=s.rounds {
         // printbell is stopped (SIGSTOP) while the bare handler is measured, so its delivery
         // lanes working through the backlog do not take CPU from the bare handler's round.
-        signal(pb.proc.pid(), "STOP");
+        pb.svc.signal("STOP");
         let b = closed_loop(
             &bare_url,
             s.clients,
             window,
-            gen.clone(),
-            seq.clone(),
+            load.gen.clone(),
+            load.seq.clone(),
             bare.pid(),
         )
         .await;
-        signal(pb.proc.pid(), "CONT");
+        pb.svc.signal("CONT");
         let started = Instant::now();
         let p = closed_loop(
             &pb_url,
             s.clients,
             window,
-            gen.clone(),
-            seq.clone(),
-            pb.proc.pid(),
+            load.gen.clone(),
+            load.seq.clone(),
+            pb.pid(),
         )
         .await;
         pb_time += started.elapsed().as_secs_f64();
@@ -928,8 +911,30 @@ async fn run() -> i32 {
         pb_time,
         rounds_started.elapsed().as_secs_f64()
     );
+    Ingest {
+        idle_rss,
+        bare_r,
+        pb_r,
+        bare_tp,
+        pb_tp,
+        ratio,
+        sunk_before,
+    }
+}
 
-    // The latency floor of the HTTP stack and the load generator at the same offered rate.
+/// Phase 2's results.
+struct Floor {
+    /// Ack latencies (ns), sorted.
+    ack: Vec<Option<u64>>,
+    /// Peak RSS (KiB).
+    hwm: u64,
+}
+
+/// Phase 2: the latency floor of the HTTP stack and the load generator at the same offered
+/// rate; the bare handler is stopped afterwards.
+async fn phase_bare_open_loop(s: &Settings, bare: (Proc, u16), load: &Load) -> Floor {
+    let (mut bare, bare_port) = bare;
+    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
     eprintln!(
         "[2/4] bare poem handler, open loop at {}/s for {} s …",
         s.rate,
@@ -940,8 +945,8 @@ async fn run() -> i32 {
         &bare_url,
         s.rate,
         s.open_secs.min(BARE_OPEN_SECS),
-        gen.clone(),
-        seq.clone(),
+        load.gen.clone(),
+        load.seq.clone(),
     )
     .await;
     let (bare_busy, bare_steal) = busy_steal(m0, machine());
@@ -960,48 +965,89 @@ async fn run() -> i32 {
     let (_, bare_hwm) = rss_kib(bare.pid());
     bare.kill();
     drop(bare);
+    Floor {
+        ack: bare_ack,
+        hwm: bare_hwm,
+    }
+}
 
-    // Drain: no new events; the backlog is delivered as fast as the lanes go.
+/// Phase 3's results.
+struct Drain {
+    delivery_rate: f64,
+    /// Peak RSS (KiB) over the closed loop and the drain.
+    hwm: u64,
+    acked: usize,
+    durable: usize,
+    log: String,
+}
+
+/// Phase 3: no new events; the backlog is delivered as fast as the lanes go. Then SIGKILL and
+/// the durability check.
+async fn phase_drain(s: &Settings, pb: &mut Printbell, sinks: &Sinks, ingest: &Ingest) -> Drain {
     eprintln!(
         "[3/4] printbell delivery drain (at most {} s) …",
         s.drain_secs
     );
-    let expected = sunk_before + pb_r.acked.len() as u64 * FAN_OUT;
+    let expected = ingest.sunk_before + ingest.pb_r.acked.len() as u64 * FAN_OUT;
     let drain_start = Instant::now();
     let drain_from = sinks.total.load(Ordering::Relaxed);
-    let cpu_drain_from = cpu_secs(pb.proc.pid());
+    let cpu_drain_from = cpu_secs(pb.pid());
     let drain_deadline = drain_start + Duration::from_secs(s.drain_secs);
     while sinks.total.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = sinks.total.load(Ordering::Relaxed) - drain_from;
     let drain_secs = drain_start.elapsed().as_secs_f64();
-    let drain_cpu = cpu_secs(pb.proc.pid()) - cpu_drain_from;
+    let drain_cpu = cpu_secs(pb.pid()) - cpu_drain_from;
     let delivery_rate = drained as f64 / drain_secs;
     let backlog_left = expected.saturating_sub(sinks.total.load(Ordering::Relaxed));
-    let (_, hwm_closed) = rss_kib(pb.proc.pid());
+    let (_, hwm_closed) = rss_kib(pb.pid());
     eprintln!(
         "      {drained} messages in {drain_secs:.1} s = {delivery_rate:.0} msg/s ({:.0} µs printbell CPU/message), {backlog_left} still queued; peak RSS {:.1} MiB",
         drain_cpu * 1e6 / drained.max(1) as f64,
         mib(hwm_closed)
     );
-    let (acked_closed, durable_closed) = verify_durable(&mut pb, &pb_r.acked);
+    let (acked_closed, durable_closed) = verify_durable(pb, &ingest.pb_r.acked);
     eprintln!("      after SIGKILL: {durable_closed} of {acked_closed} acknowledged events found in the store with {FAN_OUT} deliveries");
-    let closed_log = std::fs::read_to_string(&pb.log).unwrap_or_default();
-    drop(pb);
+    Drain {
+        delivery_rate,
+        hwm: hwm_closed,
+        acked: acked_closed,
+        durable: durable_closed,
+        log: pb.svc.log(),
+    }
+}
 
-    // Open loop: a fresh instance (empty queue).
-    let mut pb = start_printbell(&s, sink_port, "open").await;
+/// Phase 4's results.
+struct Open {
+    idle_rss: u64,
+    /// Ack latencies (ns), sorted.
+    ack: Vec<Option<u64>>,
+    /// End-to-end latencies (ns), sorted, None (undelivered) last.
+    e2e: Vec<Option<u64>>,
+    refused_none: bool,
+    /// Messages per second the sinks received from the first send to the end of the wait.
+    delivery_rate: f64,
+    hwm: u64,
+    acked: usize,
+    durable: usize,
+    log: String,
+}
+
+/// Phase 4: a fresh printbell (empty queue), open loop at the fixed rate → ack latency and
+/// end-to-end latency; then SIGKILL and the durability check.
+async fn phase_open_loop(s: &Settings, sink_port: u16, sinks: &Sinks, load: &Load) -> Open {
+    let mut pb = start_printbell(s, sink_port, "open").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (idle_rss2, _) = rss_kib(pb.proc.pid());
+    let (idle_rss2, _) = rss_kib(pb.pid());
     eprintln!(
         "[4/4] printbell open loop at {}/s for {} s (pid {}, idle RSS {:.1} MiB) …",
         s.rate,
         s.open_secs,
-        pb.proc.pid(),
+        pb.pid(),
         mib(idle_rss2)
     );
-    let url = format!("{}{WEBHOOK_PATH}", pb.base);
+    let url = format!("{}{WEBHOOK_PATH}", pb.svc.base);
     if let Ok(mut a) = sinks.arrivals.lock() {
         a.clear();
     }
@@ -1009,7 +1055,14 @@ async fn run() -> i32 {
     let sunk_before = sinks.total.load(Ordering::Relaxed);
     let open_started = Instant::now();
     let m0 = machine();
-    let open = open_loop(&url, s.rate, s.open_secs, gen.clone(), seq.clone()).await;
+    let open = open_loop(
+        &url,
+        s.rate,
+        s.open_secs,
+        load.gen.clone(),
+        load.seq.clone(),
+    )
+    .await;
     let (open_busy, open_steal) = busy_steal(m0, machine());
     let sent_elapsed = open_started.elapsed();
     // Wait for the deliveries of the measured events (bounded).
@@ -1029,14 +1082,45 @@ async fn run() -> i32 {
     sinks.recording.store(false, Ordering::Relaxed);
     let open_total_secs = open_started.elapsed().as_secs_f64();
     let open_delivered = sinks.total.load(Ordering::Relaxed) - sunk_before;
-    let (_, hwm_open) = rss_kib(pb.proc.pid());
+    let (_, hwm_open) = rss_kib(pb.pid());
     let (acked_open, durable_open) =
         verify_durable(&mut pb, &open.acked.iter().map(|a| a.0).collect::<Vec<_>>());
-    let open_log = std::fs::read_to_string(&pb.log).unwrap_or_default();
+    let open_log = pb.svc.log();
     drop(pb);
 
     let mut ack: Vec<Option<u64>> = open.acked.iter().map(|a| Some(a.2)).collect();
     ack.sort();
+    let e2e = end_to_end(&open, sinks);
+    let undelivered = e2e.iter().filter(|v| v.is_none()).count();
+    eprintln!(
+        "      sent {} measured events in {:.1} s (pacing lag p99 {}; CPUs {:.0} % busy, {:.1} % stolen), {} acknowledged, refused: {}; {} of {} deliveries arrived within {} s after the last send",
+        open.sent,
+        sent_elapsed.as_secs_f64(),
+        ms(pct(&open.lag, 0.99)),
+        open_busy * 100.0,
+        open_steal * 100.0,
+        open.acked.len(),
+        refused_text(&open.refused),
+        e2e.len() - undelivered,
+        e2e.len(),
+        s.e2e_wait
+    );
+    Open {
+        idle_rss: idle_rss2,
+        ack,
+        e2e,
+        refused_none: open.refused.is_empty(),
+        delivery_rate: open_delivered as f64 / open_total_secs,
+        hwm: hwm_open,
+        acked: acked_open,
+        durable: durable_open,
+        log: open_log,
+    }
+}
+
+/// End-to-end latency of every (measured event, destination): intended send time → first
+/// arrival at its sink; None for the undelivered, sorted last.
+fn end_to_end(open: &OpenResult, sinks: &Sinks) -> Vec<Option<u64>> {
     let sent_at: HashMap<u64, u64> = open.acked.iter().map(|a| (a.0, a.1)).collect();
     let mut e2e: Vec<Option<u64>> = Vec::with_capacity(sent_at.len() * 2);
     {
@@ -1054,21 +1138,12 @@ async fn run() -> i32 {
     }
     // None (undelivered) sorts first; put it last.
     e2e.sort_by_key(|v| v.unwrap_or(u64::MAX));
-    let undelivered = e2e.iter().filter(|v| v.is_none()).count();
-    eprintln!(
-        "      sent {} measured events in {:.1} s (pacing lag p99 {}; CPUs {:.0} % busy, {:.1} % stolen), {} acknowledged, refused: {}; {} of {} deliveries arrived within {} s after the last send",
-        open.sent,
-        sent_elapsed.as_secs_f64(),
-        ms(pct(&open.lag, 0.99)),
-        open_busy * 100.0,
-        open_steal * 100.0,
-        open.acked.len(),
-        refused_text(&open.refused),
-        e2e.len() - undelivered,
-        e2e.len(),
-        s.e2e_wait
-    );
-    for (name, log) in [("closed", &closed_log), ("open", &open_log)] {
+    e2e
+}
+
+/// The first ERROR / WARN lines of each printbell log, if any (stderr).
+fn report_logged_problems(logs: &[(&str, &String)]) {
+    for (name, log) in logs {
         let problems: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("ERROR") || l.contains("WARN"))
@@ -1081,18 +1156,35 @@ async fn run() -> i32 {
             }
         }
     }
+}
 
-    // Summary.
-    let ack_p50 = pct(&ack, 0.50);
-    let ack_p99 = pct(&ack, 0.99);
+/// The summary table and the targets met (stdout).
+fn print_summary(
+    s: &Settings,
+    nproc: usize,
+    bench_start: Instant,
+    ingest: &Ingest,
+    floor: &Floor,
+    drain: &Drain,
+    open: &Open,
+) {
+    let (ratio, bare_tp, pb_tp) = (ingest.ratio, ingest.bare_tp, ingest.pb_tp);
+    let (bare_r, pb_r) = (&ingest.bare_r, &ingest.pb_r);
+    let bare_ack = &floor.ack;
+    let (ack, e2e) = (&open.ack, &open.e2e);
+    let (hwm_closed, hwm_open) = (drain.hwm, open.hwm);
+    let (durable_closed, acked_closed) = (drain.durable, drain.acked);
+    let (durable_open, acked_open) = (open.durable, open.acked);
+    let ack_p50 = pct(ack, 0.50);
+    let ack_p99 = pct(ack, 0.99);
     let ack_max = ack.last().copied().flatten();
-    let e2e_p50 = pct(&e2e, 0.50);
-    let e2e_p99 = pct(&e2e, 0.99);
+    let e2e_p50 = pct(e2e, 0.50);
+    let e2e_p99 = pct(e2e, 0.99);
     let peak = hwm_closed.max(hwm_open);
-    let idle = idle_rss.max(idle_rss2);
+    let idle = ingest.idle_rss.max(open.idle_rss);
     let all_durable = durable_closed == acked_closed && durable_open == acked_open;
     let t_ingest = ratio >= 0.40 && all_durable;
-    let t_ack = ack_p99.is_some_and(|v| v <= 5_000_000) && open.refused.is_empty();
+    let t_ack = ack_p99.is_some_and(|v| v <= 5_000_000) && open.refused_none;
     let t_e2e = e2e_p99.is_some_and(|v| v <= 50_000_000);
     let t_peak = peak <= 64 * 1024;
     let t_idle = idle <= 20 * 1024;
@@ -1133,8 +1225,8 @@ async fn run() -> i32 {
     println!(
         "| bare handler ack latency at {}/s: p50 / p99 / max | {} / {} / {} | (the floor) | |",
         s.rate,
-        ms(pct(&bare_ack, 0.50)),
-        ms(pct(&bare_ack, 0.99)),
+        ms(pct(bare_ack, 0.50)),
+        ms(pct(bare_ack, 0.99)),
         ms(bare_ack.last().copied().flatten()),
     );
     println!(
@@ -1154,19 +1246,19 @@ async fn run() -> i32 {
     );
     println!(
         "| delivery throughput, backlog drain | {:.0} msg/s ({:.0} events/s × {FAN_OUT}) | | |",
-        delivery_rate,
-        delivery_rate / FAN_OUT as f64
+        drain.delivery_rate,
+        drain.delivery_rate / FAN_OUT as f64
     );
     println!(
         "| delivery during the open loop | {:.0} msg/s (offered {} msg/s) | | |",
-        open_delivered as f64 / open_total_secs,
+        open.delivery_rate,
         s.rate * FAN_OUT
     );
     println!(
         "| peak RSS (VmHWM) closed / open loop | {:.1} / {:.1} MiB (bare: {:.1}) | ≤ 64 MB | {} |",
         mib(hwm_closed),
         mib(hwm_open),
-        mib(bare_hwm),
+        mib(floor.hwm),
         verdict(t_peak)
     );
     println!(
@@ -1182,7 +1274,6 @@ async fn run() -> i32 {
             .filter(|t| **t)
             .count()
     );
-    0
 }
 
 /// Posts one event and reads the whole answer; the status, or 0 when the request failed.

@@ -4,12 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use printbell::config::Kind;
 use printbell::loaded::Loaded;
 use std::sync::OnceLock;
-
-#[path = "../../tests/common/validate.rs"]
-mod validate;
+use testkit::platform;
 
 fn loaded() -> &'static Loaded {
     static LOADED: OnceLock<Loaded> = OnceLock::new();
@@ -47,11 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let r = l.renderer.render(&l.config, &target, &event).expect("known destination");
         let text = r.body.to_string();
         let body: serde_json::Value = serde_json::from_str(&text).expect("body is JSON");
-        let problems = match r.kind {
-            Kind::Slack => validate::slack_problems(&body),
-            Kind::Discord => validate::discord_problems(&body),
-            Kind::Console => Vec::new(),
-        };
+        let problems = platform::problems(r.kind, &body);
         assert!(problems.is_empty(), "{:?} body out of limits: {problems:?}\n{text}", r.kind);
     }
 });

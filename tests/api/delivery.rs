@@ -5,18 +5,13 @@
 //! Timing assertions are lower bounds (the contract) or generous upper bounds (so a loaded
 //! machine does not make them flaky).
 
-mod common;
-
-use common::mock_chat::{describe_all, MockChat, Received, Reply};
-use common::{
-    config_text, deliveries_in, event, free_port, run_cli, ChildService, Service, WEBHOOK_PATH,
-};
-use printbell::store::DeliveryState::{Dead, Done, Pending};
-use printbell::store::{now_ms, Delivery};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testkit::mock_chat::{describe_all, MockChat, Received, Reply};
+use testkit::store::{now_ms, Delivery};
+use testkit::{config_text, event, free_port, run_cli, ChildService, Proc, Service, WEBHOOK_PATH};
 
 const WAIT: Duration = Duration::from_secs(30);
 const D1: &str = "/api/webhooks/1001/token-one";
@@ -92,8 +87,8 @@ async fn server_errors_are_retried_with_backoff_and_delivered_once() {
     svc.post_accepted(&ev("retry", 1), 1).await;
 
     mock.wait_for_ok(D1, 1, WAIT).await;
-    common::eventually(WAIT, "delivery marked done", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "delivery marked done", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
     // Nothing more arrives after the success.
@@ -125,7 +120,7 @@ async fn server_errors_are_retried_with_backoff_and_delivered_once() {
     );
     let rows = svc.deliveries();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].state, Done);
+    assert_eq!(rows[0].state, "done");
     assert_eq!(rows[0].attempts, 3);
     assert_eq!(rows[0].last_status, Some(200));
     assert!(
@@ -165,8 +160,8 @@ async fn a_429_waits_as_told_and_is_not_counted_as_an_attempt() {
 
     mock.wait_for_ok(D1, 1, WAIT).await;
     mock.wait_for_ok(S1, 1, WAIT).await;
-    common::eventually(WAIT, "both deliveries done", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "both deliveries done", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(500)).await;
@@ -199,7 +194,7 @@ async fn a_429_waits_as_told_and_is_not_counted_as_an_attempt() {
     );
     assert!(dg < Duration::from_secs(10) && sg < Duration::from_secs(10));
     for row in svc.deliveries() {
-        assert_eq!(row.state, Done, "{row:?}");
+        assert_eq!(row.state, "done", "{row:?}");
         assert_eq!(row.attempts, 1, "the 429 is not a failed attempt: {row:?}");
     }
     assert_eq!(mock.count_429(D1), 1);
@@ -227,13 +222,13 @@ async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
     svc.post_accepted(&ev("dead", 1), 1).await;
 
     mock.wait_for(D1, 1, WAIT).await;
-    common::eventually(WAIT, "delivery dead", || {
-        svc.deliveries().iter().any(|d| d.state == Dead)
+    testkit::eventually(WAIT, "delivery dead", || {
+        svc.deliveries().iter().any(|d| d.state == "dead")
     })
     .await;
     mock.assert_quiet(D1, 1, Duration::from_millis(2500)).await;
     let row = svc.deliveries().remove(0);
-    assert_eq!(row.state, Dead);
+    assert_eq!(row.state, "dead");
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_status, Some(404));
     assert_eq!(
@@ -275,8 +270,8 @@ async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let got = mock.wait_for_ok(D1, 1, WAIT).await;
     assert_eq!(mark(&got[0]), Some(1));
-    common::eventually(WAIT, "retried delivery done", || {
-        svc.deliveries()[0].state == Done
+    testkit::eventually(WAIT, "retried delivery done", || {
+        svc.deliveries()[0].state == "done"
     })
     .await;
     let row = svc.deliveries().remove(0);
@@ -305,7 +300,7 @@ async fn deliveries_retry_cuts_short_the_backoff_of_a_waiting_delivery() {
     svc.post_accepted(&ev("wait", 1), 1).await;
     // After the 4th failure the next attempt is 8-16 s away.
     mock.wait_for(D1, 4, WAIT).await;
-    common::eventually(WAIT, "4 attempts recorded", || {
+    testkit::eventually(WAIT, "4 attempts recorded", || {
         svc.deliveries().first().is_some_and(|d| d.attempts == 4)
     })
     .await;
@@ -331,7 +326,7 @@ async fn deliveries_retry_cuts_short_the_backoff_of_a_waiting_delivery() {
         "sent {:?} after the retry, not at the old backoff time",
         asked.elapsed()
     );
-    common::eventually(WAIT, "done", || svc.deliveries()[0].state == Done).await;
+    testkit::eventually(WAIT, "done", || svc.deliveries()[0].state == "done").await;
     assert_eq!(
         svc.deliveries()[0].attempts,
         1,
@@ -356,17 +351,14 @@ async fn a_done_mark_the_store_refuses_for_a_while_is_kept_trying_not_resent() {
     // so the first "done" mark fails.
     let store = svc.store_path();
     let locker = tokio::task::spawn_blocking(move || {
-        let conn = rusqlite::Connection::open(&store).expect("open store");
-        conn.busy_timeout(Duration::from_secs(5)).expect("busy");
-        conn.execute_batch("BEGIN EXCLUSIVE; UPDATE deliveries SET updated_at = updated_at;")
-            .expect("lock");
+        let lock = testkit::store::WriteLock::take(&store);
         std::thread::sleep(Duration::from_secs(7));
-        conn.execute_batch("COMMIT").expect("unlock");
+        lock.release();
     });
     mock.wait_for_ok(D1, 1, WAIT).await;
     locker.await.expect("locker");
-    common::eventually(WAIT, "marked done once the lock is gone", || {
-        svc.deliveries().first().is_some_and(|d| d.state == Done)
+    testkit::eventually(WAIT, "marked done once the lock is gone", || {
+        svc.deliveries().first().is_some_and(|d| d.state == "done")
     })
     .await;
     mock.assert_quiet(D1, 1, Duration::from_millis(2500)).await;
@@ -396,9 +388,9 @@ async fn permanent_errors_are_dead_at_once_with_the_platform_text() {
     );
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("gone", 1), 4).await;
-    common::eventually(WAIT, "all dead", || {
+    testkit::eventually(WAIT, "all dead", || {
         let rows = svc.deliveries();
-        rows.len() == 4 && rows.iter().all(|d| d.state == Dead)
+        rows.len() == 4 && rows.iter().all(|d| d.state == "dead")
     })
     .await;
     // Longer than the first backoff: a retry would show up.
@@ -530,7 +522,7 @@ async fn a_hanging_destination_times_out_and_does_not_delay_a_healthy_one() {
     );
     let rows = svc.deliveries();
     let head = &only(&rows, "hung")[0];
-    assert_eq!(head.state, Pending);
+    assert_eq!(head.state, "pending");
     assert!(
         head.last_error
             .as_deref()
@@ -597,8 +589,8 @@ async fn reset_and_timeout_are_retried_then_delivered() {
     svc.post_accepted(&ev("net", 1), 2).await;
     mock.wait_for_ok(D1, 1, WAIT).await;
     mock.wait_for_ok(D2, 1, WAIT).await;
-    common::eventually(WAIT, "both done", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "both done", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(500)).await;
@@ -628,8 +620,8 @@ async fn max_attempts_then_dead() {
     );
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("max", 1), 1).await;
-    common::eventually(WAIT, "dead after 2 attempts", || {
-        svc.deliveries().iter().all(|d| d.state == Dead)
+    testkit::eventually(WAIT, "dead after 2 attempts", || {
+        svc.deliveries().iter().all(|d| d.state == "dead")
     })
     .await;
     mock.assert_quiet(D1, 2, Duration::from_millis(2500)).await;
@@ -655,8 +647,8 @@ async fn max_age_then_dead() {
     );
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("age", 1), 1).await;
-    common::eventually(WAIT, "dead after max_age", || {
-        svc.deliveries().iter().all(|d| d.state == Dead)
+    testkit::eventually(WAIT, "dead after max_age", || {
+        svc.deliveries().iter().all(|d| d.state == "dead")
     })
     .await;
     mock.assert_quiet(D1, mock.requests_to(D1).len(), Duration::from_millis(2500))
@@ -698,8 +690,8 @@ async fn max_age_counts_from_the_first_attempt_not_from_the_time_queued() {
     assert_eq!(marks(&oks), vec![1, 2], "{}", describe_all(&oks));
     let reqs = mock.requests_to(D1);
     assert_eq!(marks(&reqs), vec![1, 2, 2], "{}", describe_all(&reqs));
-    common::eventually(WAIT, "both done in the store", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "both done in the store", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
     let second = svc
@@ -843,9 +835,9 @@ async fn kill_9_after_every_acknowledged_event_loses_nothing() {
         kill_9(&mut child).await;
     }
     let phase = t0.elapsed();
-    let rows = deliveries_in(&setup.store());
+    let rows = testkit::store::deliveries(&setup.store());
     assert_eq!(rows.len(), 20, "every acknowledged event is in the store");
-    assert!(rows.iter().all(|d| d.state == Pending), "{rows:?}");
+    assert!(rows.iter().all(|d| d.state == "pending"), "{rows:?}");
     let failed = mock.requests_to(D1);
     assert!(failed.iter().all(|r| !r.is_ok()));
     let head = rows[0].clone();
@@ -885,10 +877,10 @@ async fn kill_9_after_every_acknowledged_event_loses_nothing() {
     );
     // Nothing was ever answered 2xx before the final run, and it was not crashed: exactly once.
     assert_eq!(dups, 0, "{}", describe_all(&oks));
-    common::eventually(WAIT, "all done in the store", || {
-        deliveries_in(&setup.store())
+    testkit::eventually(WAIT, "all done in the store", || {
+        testkit::store::deliveries(&setup.store())
             .iter()
-            .all(|d| d.state == Done)
+            .all(|d| d.state == "done")
     })
     .await;
     assert!(
@@ -916,10 +908,10 @@ async fn kill_9_while_delivering_keeps_order_and_at_least_once() {
     let before_final = mock.ok_requests_to(D1).len();
     let _child = setup.start("final").await;
     wait_all_delivered(&mock, D1, 20, WAIT).await;
-    common::eventually(WAIT, "all done in the store", || {
-        deliveries_in(&setup.store())
+    testkit::eventually(WAIT, "all done in the store", || {
+        testkit::store::deliveries(&setup.store())
             .iter()
-            .all(|d| d.state == Done)
+            .all(|d| d.state == "done")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -990,9 +982,9 @@ async fn sigterm_with_pending_deliveries_exits_0_and_the_rest_goes_out_after_res
         !log.contains("token-one"),
         "the webhook token is never logged:\n{log}"
     );
-    let rows = deliveries_in(&setup.store());
+    let rows = testkit::store::deliveries(&setup.store());
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|d| d.state == Pending), "{rows:?}");
+    assert!(rows.iter().all(|d| d.state == "pending"), "{rows:?}");
     assert_eq!(mock.ok_requests_to(D1).len(), 0);
 
     mock.set_default(D1, Reply::Auto);
@@ -1028,7 +1020,7 @@ async fn a_discord_global_429_holds_back_other_webhooks_on_the_host() {
     ea["data"]["tags"] = json!(["a"]);
     svc.post_accepted(&ea, 1).await;
     // Wait until the lane has taken note of the 429 (the mock logs the request before that).
-    common::eventually(WAIT, "the 429 recorded", || {
+    testkit::eventually(WAIT, "the 429 recorded", || {
         svc.deliveries().iter().any(|d| d.last_status == Some(429))
     })
     .await;
@@ -1045,8 +1037,8 @@ async fn a_discord_global_429_holds_back_other_webhooks_on_the_host() {
     assert!(ga >= Duration::from_secs(2), "same webhook after {ga:?}");
     assert!(gb >= Duration::from_secs(2), "other webhook after {gb:?}");
     assert_eq!(mock.requests_to(D2).len(), 1, "no 429 on the other webhook");
-    common::eventually(WAIT, "both done", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "both done", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
     for row in svc.deliveries() {
@@ -1115,8 +1107,8 @@ async fn sigterm_while_waiting_for_a_retry_exits_promptly() {
             .expect("answer");
         assert_eq!(r.status().as_u16(), 202);
     }
-    common::eventually(WAIT, "first attempt failed", || {
-        deliveries_in(&setup.store())
+    testkit::eventually(WAIT, "first attempt failed", || {
+        testkit::store::deliveries(&setup.store())
             .iter()
             .any(|d| d.attempts == 1)
     })
@@ -1147,12 +1139,12 @@ async fn an_unreachable_destination_is_retried_and_its_error_has_no_token() {
     let svc = Service::start("", &rest).await;
     svc.post_accepted(&ev("down", 1), 2).await;
     mock.wait_for_ok(D2, 1, WAIT).await;
-    common::eventually(WAIT, "two failed attempts", || {
+    testkit::eventually(WAIT, "two failed attempts", || {
         only(&svc.deliveries(), "down")[0].attempts >= 2
     })
     .await;
     let row = only(&svc.deliveries(), "down").remove(0);
-    assert_eq!(row.state, Pending);
+    assert_eq!(row.state, "pending");
     let err = row.last_error.unwrap_or_default();
     assert!(err.contains("could not connect"), "{err}");
     assert!(!err.contains("token-one") && !err.contains("://"), "{err}");
@@ -1166,8 +1158,8 @@ async fn a_console_destination_survives_a_closed_stdout() {
     std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write config");
     let port = free_port();
     let stderr_path = dir.path().join("stderr.log");
-    let mut child = KillOnDrop(
-        std::process::Command::new(common::bin())
+    let mut child = Proc::new(
+        std::process::Command::new(testkit::bin())
             .args(["--config", config.to_str().expect("utf-8"), "serve"])
             .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
             .env_remove("PRINTBELL_CONFIG")
@@ -1177,10 +1169,10 @@ async fn a_console_destination_survives_a_closed_stdout() {
             .expect("spawn printbell"),
     );
     // The reader goes away: every write to stdout now fails with EPIPE.
-    drop(child.0.stdout.take());
+    drop(child.child_mut().stdout.take());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    common::eventually(WAIT, "printbell is healthy", || {
+    testkit::eventually(WAIT, "printbell is healthy", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .await;
@@ -1192,10 +1184,10 @@ async fn a_console_destination_survives_a_closed_stdout() {
         .expect("answer");
     assert_eq!(resp.status().as_u16(), 202);
     let store = dir.path().join("printbell.db");
-    common::eventually(WAIT, "the failed write is recorded as a retry", || {
-        deliveries_in(&store).iter().any(|d| {
+    testkit::eventually(WAIT, "the failed write is recorded as a retry", || {
+        testkit::store::deliveries(&store).iter().any(|d| {
             d.attempts >= 1
-                && d.state == Pending
+                && d.state == "pending"
                 && d.last_error
                     .as_deref()
                     .is_some_and(|e| e.contains("standard output"))
@@ -1211,14 +1203,4 @@ async fn a_console_destination_survives_a_closed_stdout() {
     drop(child);
     let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
-}
-
-/// A child process that is killed when the test ends, failing or not.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -1,11 +1,13 @@
-//! Strict validators for the JSON bodies printbell posts to chat platforms.
+//! Strict validators for the JSON bodies printbell posts to chat platforms: what the mock chat
+//! servers ([`crate::mock_chat`]) use to answer 400, and what the tests and the fuzz target
+//! (`fuzz/fuzz_targets/event_pipeline.rs`) check rendered bodies with.
 //!
 //! * [`slack_problems`]: Slack incoming-webhook body with Block Kit blocks
 //!   (reference/chat-platforms.md §1.2, §1.5).
 //! * [`discord_problems`]: Discord "Execute Webhook" body
 //!   (reference/chat-platforms.md §2.2, §2.4, §2.5 and the official OpenAPI spec,
 //!   discord/discord-api-spec `specs/openapi.json`; the subset used here is copied to
-//!   `tests/fixtures/discord-webhook-schema.json`, and `tests/mock_selftest.rs` checks that
+//!   `tests/fixtures/discord-webhook-schema.json`, and `tests/api/mock_selftest.rs` checks that
 //!   the key lists and limits below still match it).
 //! * [`discord_edit_problems`]: Discord "Edit Webhook Message" body.
 //!
@@ -18,7 +20,6 @@
 //! a silently ignored key is a bug in our sender. Lengths are counted in Unicode scalar
 //! values (`chars()`); Discord lengths are counted after trimming leading/trailing
 //! whitespace, like Discord does.
-#![allow(dead_code)]
 
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -225,7 +226,7 @@ fn http_url_problem(s: &str, max: usize, allow_attachment: bool) -> Option<Strin
             };
         }
     }
-    match reqwest::Url::parse(s) {
+    match url::Url::parse(s) {
         Ok(u)
             if (u.scheme() == "http" || u.scheme() == "https")
                 && u.host_str().is_some_and(|h| !h.is_empty()) =>

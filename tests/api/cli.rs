@@ -1,15 +1,12 @@
 //! The command line as a user meets it: the real binary, run on config files in a temp dir,
 //! judged only by its exit code, stdout and stderr (SPEC §1, §2).
 
-mod common;
-
-use printbell::domain::{EventType, Kind};
-use printbell::store::{now_ms, Accepted, Backend, NewDelivery};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use testkit::store::{NewDelivery, Seeder};
 
 const SLACK_TOKEN: &str = "xoxSlackSecretToken42";
 const DISCORD_TOKEN: &str = "discordSecretTokenXYZ";
@@ -17,14 +14,14 @@ const FILE_TOKEN: &str = "fileSecretToken77";
 
 /// Runs the binary and checks that nothing it printed is a panic or a debug dump.
 fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let (code, out, err) = common::run_cli(args, envs);
+    let (code, out, err) = testkit::run_cli(args, envs);
     assert_no_dump(&out, &err);
     (code, out, err)
 }
 
 /// Like [`cli`], in another working directory.
 fn cli_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let (code, out, err) = common::run_cli_in(Some(dir), args, envs);
+    let (code, out, err) = testkit::run_cli_in(Some(dir), args, envs);
     assert_no_dump(&out, &err);
     (code, out, err)
 }
@@ -771,7 +768,7 @@ fn preview_of_a_built_in_sample_shows_each_destination_and_its_exact_body() {
 fn preview_of_an_event_file() {
     let (listener, port) = watched_port();
     let cfg = preview_config(port);
-    let mut ev = common::fixture("print.failed");
+    let mut ev = testkit::fixture("print.failed");
     ev["id"] = json!("evt_cli_preview");
     ev["data"]["tags"] = json!([]);
     ev["data"]["prompt"] = json!("ping <!channel> and @everyone");
@@ -902,78 +899,52 @@ struct Seeded {
 
 fn nd(destination: &str, kind: &str, event_type: &str) -> NewDelivery {
     NewDelivery {
-        event_type: EventType::parse(event_type).expect("event type"),
+        event_type: event_type.into(),
         generation_id: "6567a1f2c3b4d5e6f7a8b9c0".into(),
         destination: destination.into(),
-        kind: Kind::parse(kind).expect("kind"),
+        kind: kind.into(),
         body: "{\"text\":\"hi\"}".into(),
     }
 }
 
 fn seed_store(path: &Path) -> Seeded {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = Backend::Sqlite {
-        path: path.to_path_buf(),
-    };
-    let store = rt
-        .block_on(printbell::store::open(&backend))
-        .expect("open store");
-    let old = now_ms() - 2 * HOUR_MS;
-    let ids = match rt
-        .block_on(store.accept(
+    let store = Seeder::open(path);
+    let old = testkit::store::now_ms() - 2 * HOUR_MS;
+    let ids = store
+        .accept(
             "evt_cli_old",
-            vec![
+            &[
                 nd("team-slack", "slack", "print.created"),
                 nd("oncall", "discord", "print.failed"),
                 nd("team-slack", "slack", "print.completed"),
             ],
             old,
-        ))
-        .expect("accept")
-    {
-        Accepted::New(ids) => ids,
-        Accepted::Duplicate => panic!("fresh store"),
-    };
-    let dead = store.mark_dead(ids[1], Some(404), "Unknown Webhook".into(), true, old);
-    rt.block_on(dead).expect("dead");
-    rt.block_on(store.mark_done(ids[2], 200, None, old))
-        .expect("done");
-    let now = now_ms();
-    let new = match rt
-        .block_on(store.accept(
+        )
+        .unwrap_or_else(|| panic!("fresh store"));
+    store.mark_dead(ids[1], Some(404), "Unknown Webhook", old);
+    store.mark_done(ids[2], 200, old);
+    let now = testkit::store::now_ms();
+    let new = store
+        .accept(
             "evt_cli_new",
-            vec![nd("oncall", "discord", "print.failed")],
+            &[nd("oncall", "discord", "print.failed")],
             now,
-        ))
-        .expect("accept")
-    {
-        Accepted::New(ids) => ids,
-        Accepted::Duplicate => panic!("fresh id"),
-    };
-    rt.block_on(store.mark_dead(
-        new[0],
-        None,
-        "could not connect: connection refused".into(),
-        true,
-        now,
-    ))
-    .expect("dead");
+        )
+        .unwrap_or_else(|| panic!("fresh id"));
+    store.mark_dead(new[0], None, "could not connect: connection refused", now);
     Seeded {
-        old_pending: ids[0].0,
-        old_dead: ids[1].0,
-        old_done: ids[2].0,
-        new_dead: new[0].0,
+        old_pending: ids[0],
+        old_dead: ids[1],
+        old_done: ids[2],
+        new_dead: new[0],
     }
 }
 
 /// (id, state) of every delivery in the store, by id.
 fn states(store: &Path) -> Vec<(i64, String)> {
-    let mut all: Vec<(i64, String)> = common::deliveries_in(store)
+    let mut all: Vec<(i64, String)> = testkit::store::deliveries(store)
         .into_iter()
-        .map(|d| (d.id.0, d.state.to_string()))
+        .map(|d| (d.id, d.state))
         .collect();
     all.sort();
     all
@@ -1096,11 +1067,11 @@ fn deliveries_retry_puts_a_delivery_back_in_its_lane() {
     );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains(&s.old_dead.to_string()), "{out}");
-    let d = common::deliveries_in(&store)
+    let d = testkit::store::deliveries(&store)
         .into_iter()
-        .find(|d| d.id.0 == s.old_dead)
+        .find(|d| d.id == s.old_dead)
         .expect("row");
-    assert_eq!(d.state.as_str(), "pending");
+    assert_eq!(d.state, "pending");
     assert_eq!(d.attempts, 0, "a fresh series of attempts");
     let (_, out, _) = cli(
         &["deliveries", "--store", st, "list", "--state", "pending"],
@@ -1166,10 +1137,7 @@ fn deliveries_purge_removes_old_done_and_dead_never_pending() {
         [(s.old_pending, "pending".to_string())],
         "pending deliveries are never purged"
     );
-    let conn = rusqlite::Connection::open(&store).expect("open store");
-    let events: i64 = conn
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-        .expect("count");
+    let events = testkit::store::event_count(&store);
     assert_eq!(
         events, 2,
         "event ids stay for the 7-day duplicate window, so a redelivered event is not sent again"
@@ -1284,7 +1252,7 @@ fn healthcheck_is_0_on_200_and_1_otherwise() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("503"), "{err}");
 
-    let closed = common::free_port();
+    let closed = testkit::free_port();
     let url = format!("http://127.0.0.1:{closed}/healthz");
     let (code, _, err) = cli(&["healthcheck", "--url", &url], &[]);
     assert_eq!(code, 1, "{err}");
@@ -1306,7 +1274,7 @@ fn healthcheck_defaults_to_the_configured_port() {
     );
 
     // PRINTBELL_LISTEN overrides the file, as for `serve`.
-    let closed = common::free_port();
+    let closed = testkit::free_port();
     let cfg = Cfg::new(&format!(
         "[server]\nlisten = \"127.0.0.1:{closed}\"\n\n[destinations.stdout]\nkind = \"console\"\n"
     ));

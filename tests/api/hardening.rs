@@ -1,16 +1,13 @@
 //! Hostile and malformed input: the malformed-request catalogue, slow clients, secrets in
 //! logs, and property tests over arbitrary events (SPEC §3.1, §4, §5; issue 4).
 
-mod common;
-
-use common::mock_chat::{MockChat, Reply};
-use common::validate::{discord_problems, slack_problems};
-use common::{config_text, event, fixture, free_port, ChildService, Service, WEBHOOK_PATH};
 use printbell::loaded::Loaded;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+use testkit::mock_chat::{MockChat, Reply};
+use testkit::{config_text, event, fixture, free_port, ChildService, Service, WEBHOOK_PATH};
 
 const SLACK: &str = "/services/T000/B000/hardentoken";
 const DISCORD: &str = "/api/webhooks/1/hardentoken";
@@ -291,7 +288,7 @@ async fn no_token_reaches_the_logs_even_at_trace_level() {
     assert_eq!(r.status().as_u16(), 401);
     mock.wait_for(SLACK, 2, Duration::from_secs(20)).await;
     mock.wait_for(DISCORD, 1, Duration::from_secs(20)).await;
-    common::eventually(
+    testkit::eventually(
         Duration::from_secs(20),
         "the unreachable destination failed twice",
         || child.log().matches("could not connect").count() >= 2,
@@ -389,13 +386,9 @@ proptest! {
             let r = loaded.renderer.render(&loaded.config, &target, &event).expect("rendered");
             let text = r.body.to_string();
             let reparsed: Value = serde_json::from_str(&text).expect("valid JSON");
-            let problems = match r.kind {
-                printbell::config::Kind::Slack => slack_problems(&reparsed),
-                printbell::config::Kind::Discord => discord_problems(&reparsed),
-                printbell::config::Kind::Console => vec![],
-            };
+            let problems = testkit::platform::problems(r.kind, &reparsed);
             prop_assert!(problems.is_empty(), "{:?}: {problems:?}", r.kind);
-            if r.kind == printbell::config::Kind::Discord {
+            if testkit::platform::is_discord(r.kind) {
                 let allowed = &reparsed["allowed_mentions"];
                 prop_assert!(allowed["parse"] == json!([]) || allowed["parse"] == json!(["everyone"]));
                 let users = allowed.get("users").cloned().unwrap_or(json!([]));

@@ -1,31 +1,43 @@
-//! A scriptable mock of Slack incoming webhooks and Discord execute-webhook endpoints.
+//! A scriptable mock of Slack incoming webhooks and Discord execute-webhook endpoints, for
+//! tests that need a chat platform that answers like the real one, or badly on purpose.
 //!
-//! * Binds `127.0.0.1:0`, speaks HTTP/1.1 (keep-alive, Content-Length or chunked bodies,
-//!   any number of concurrent connections). Hand-written on tokio so that [`Reply::Hang`] and
-//!   [`Reply::Reset`] behave exactly as described.
+//! * Binds `127.0.0.1:0` and serves HTTP/1.1 with hyper (keep-alive, Content-Length or
+//!   chunked bodies, pipelining, any number of concurrent connections). [`Reply::Hang`] is a
+//!   handler that never answers (hyper drops it when the client closes the connection, which
+//!   is recorded as [`Received::client_gone`]); [`Reply::Reset`] drops the connection with
+//!   `SO_LINGER 0`, so the client sees a TCP RST and no answer.
 //! * The server runs on its **own thread with its own tokio runtime**, so it keeps answering
 //!   even if the test's runtime is current-thread and blocked (e.g. waiting on a child
 //!   process). It stops when the last clone of the [`MockChat`] handle is dropped.
 //! * A path containing `/api/webhooks/` (or `/api/v<N>/webhooks/`) is a Discord webhook;
 //!   every other path is a Slack webhook.
-//! * Strict mode (default on) validates every POST body with `super::validate` and answers
+//! * Strict mode (default on) validates every POST body with [`crate::validate`] and answers
 //!   400 the way the platform would (Slack `invalid_payload`/`invalid_blocks`/`no_text`,
 //!   Discord 50035/50006/50109). The problems are kept in [`Received::problems`].
 //! * Order of decisions for one request: method (405) → rate-limit bucket (429) → strict
 //!   validation (400) → scripted reply → default reply → [`Reply::Auto`].
 //!   A request rejected by 405/429/400 does **not** consume a scripted reply.
-#![allow(dead_code)]
 
-use super::validate;
+use crate::validate;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// What the mock answers to one request.
 #[derive(Clone, Debug)]
@@ -610,7 +622,7 @@ impl MockChat {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP server
+// HTTP server (hyper, HTTP/1.1)
 // ---------------------------------------------------------------------------------------------
 
 async fn accept_loop(
@@ -632,12 +644,14 @@ async fn accept_loop(
     }
 }
 
+/// One request as read off the wire, before it is logged.
 struct RawRequest {
     method: String,
-    target: String,
+    path: String,
+    query: Option<String>,
+    /// Lower-cased names, in arrival order; repeated headers appear repeatedly.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    keep_alive: bool,
 }
 
 struct Response {
@@ -658,289 +672,183 @@ struct Planned {
     action: Action,
 }
 
-const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
-async fn serve_conn(
-    mut stream: TcpStream,
+/// How a handler asks its connection to be dropped with an RST ([`Reply::Reset`]).
+#[derive(Default)]
+struct ResetSwitch {
+    armed: AtomicBool,
+    notify: Notify,
+}
+
+impl ResetSwitch {
+    fn trigger(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        // notify_one keeps a permit if the connection task is not waiting yet.
+        self.notify.notify_one();
+    }
+}
+
+/// The accepted socket, owned by hyper. When a handler has tripped the [`ResetSwitch`], the
+/// socket gets `SO_LINGER 0` as it is dropped, so close() sends an RST instead of a FIN.
+struct Socket {
+    stream: TcpStream,
+    reset: Arc<ResetSwitch>,
+}
+
+impl Drop for Socket {
+    #[allow(deprecated)] // set_linger is deprecated for blocking closes; linger 0 never blocks
+    fn drop(&mut self) {
+        if self.reset.armed.load(Ordering::SeqCst) {
+            let _ = self.stream.set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// One connection: hyper's HTTP/1.1 server (keep-alive, Content-Length or chunked bodies,
+/// `Expect: 100-continue`, pipelining). It ends when the client closes it, when a handler
+/// asks for a reset (the connection and its socket are dropped here, see [`Socket`]), or when
+/// the mock shuts down.
+async fn serve_conn(stream: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let reset = Arc::new(ResetSwitch::default());
+    let io = TokioIo::new(Socket {
+        stream,
+        reset: reset.clone(),
+    });
+    let handler_reset = reset.clone();
+    let service = service_fn(move |req| handle(shared.clone(), handler_reset.clone(), req));
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::select! {
+        _ = conn => {}
+        _ = reset.notify.notified() => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Marks a request `client_gone` if its handler is dropped before it answered: hyper drops
+/// the handler when it sees the client close the connection (Hang, Delay).
+struct GoneGuard {
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let req = tokio::select! {
-            r = read_request(&mut stream, &mut buf) => r,
-            _ = shutdown.changed() => return,
-        };
-        let req = match req {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                let body = format!("bad request: {e}");
-                let _ = stream
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .await;
-                return;
-            }
-        };
-        let keep_alive = req.keep_alive;
-        let plan = decide(&shared, req);
-        if !plan.delay.is_zero() {
-            let gone = tokio::select! {
-                g = wait_or_gone(&mut stream, &mut buf, Some(plan.delay)) => g,
-                _ = shutdown.changed() => return,
-            };
-            if gone {
-                let mut st = shared.lock();
-                st.log[plan.idx].client_gone = true;
-                return;
-            }
-        }
-        match plan.action {
-            Action::Reset => {
-                reset(stream);
-                return;
-            }
-            Action::Hang => {
-                tokio::select! {
-                    _ = wait_or_gone(&mut stream, &mut buf, None) => {
-                        shared.lock().log[plan.idx].client_gone = true;
-                    }
-                    _ = shutdown.changed() => {}
-                }
-                return;
-            }
-            Action::Respond(resp) => {
-                if !plan.delay.is_zero() {
-                    let mut st = shared.lock();
-                    st.log[plan.idx].status = resp.status;
-                    st.log[plan.idx].answered_at = Some(Instant::now());
-                }
-                let bytes = serialize(&resp, keep_alive);
-                if stream.write_all(&bytes).await.is_err() || stream.flush().await.is_err() {
-                    return;
-                }
-                if !keep_alive {
-                    let _ = stream.shutdown().await;
-                    return;
-                }
+    idx: usize,
+    armed: bool,
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(r) = self.shared.lock().log.get_mut(self.idx) {
+                r.client_gone = true;
             }
         }
     }
 }
 
-#[allow(deprecated)]
-fn reset(stream: TcpStream) {
-    // SO_LINGER 0 → close() sends RST instead of FIN: the client sees a connection reset.
-    let _ = stream.set_linger(Some(Duration::ZERO));
-    drop(stream);
-}
-
-/// Waits `delay` (or forever) while watching the socket; true if the client closed it.
-/// Bytes that arrive meanwhile (pipelined requests) are kept in `buf`.
-async fn wait_or_gone(stream: &mut TcpStream, buf: &mut Vec<u8>, delay: Option<Duration>) -> bool {
-    let sleep = async {
-        match delay {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending::<()>().await,
+async fn handle(
+    shared: Arc<Shared>,
+    reset: Arc<ResetSwitch>,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => {
+            return Ok(to_hyper(text_response(400, &format!("bad request: {e}"))));
         }
     };
-    tokio::pin!(sleep);
-    let mut tmp = [0u8; 4096];
-    loop {
-        tokio::select! {
-            _ = &mut sleep => return false,
-            r = stream.read(&mut tmp) => match r {
-                Ok(0) | Err(_) => return true,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (k, v) in &parts.headers {
+        headers.push((
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).trim().to_string(),
+        ));
     }
-}
-
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut tmp = [0u8; 8192];
-    let n = stream.read(&mut tmp).await?;
-    buf.extend_from_slice(&tmp[..n]);
-    Ok(n)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads one request. Ok(None) = clean EOF between requests.
-async fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<Option<RawRequest>, String> {
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err("request head too large".into());
-        }
-        match fill(stream, buf).await {
-            Ok(0) if buf.iter().all(|b| b.is_ascii_whitespace()) => return Ok(None),
-            Ok(0) => return Err("connection closed mid-request".into()),
-            Ok(_) => {}
-            Err(_) => return Ok(None),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    buf.drain(..head_end + 4);
-    let head = head.trim_start_matches(['\r', '\n']);
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("malformed request line {request_line:?}"));
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("malformed header line {line:?}"));
-        };
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let hdr = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let connection = hdr("connection").unwrap_or_default().to_ascii_lowercase();
-    let keep_alive = if version == "HTTP/1.0" {
-        connection.contains("keep-alive")
-    } else {
-        !connection.contains("close")
-    };
-    if hdr("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let body =
-        if hdr("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
-            read_chunked(stream, buf).await?
-        } else {
-            let len: usize = match hdr("content-length") {
-                Some(l) => l.parse().map_err(|_| format!("bad content-length {l:?}"))?,
-                None => 0,
-            };
-            if len > MAX_BODY {
-                return Err("body too large".into());
-            }
-            while buf.len() < len {
-                if fill(stream, buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("connection closed mid-body".into());
-                }
-            }
-            buf.drain(..len).collect()
-        };
-    Ok(Some(RawRequest {
-        method: method.to_string(),
-        target: target.to_string(),
+    let raw = RawRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
         headers,
         body,
-        keep_alive,
-    }))
-}
-
-async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<String, String> {
-    loop {
-        if let Some(i) = find(buf, b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..i]).into_owned();
-            buf.drain(..i + 2);
-            return Ok(line);
-        }
-        if buf.len() > MAX_HEAD {
-            return Err("chunk line too long".into());
-        }
-        if fill(stream, buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed mid-chunk".into());
-        }
+    };
+    let plan = decide(&shared, raw);
+    let mut gone = GoneGuard {
+        shared: shared.clone(),
+        idx: plan.idx,
+        armed: true,
+    };
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
     }
-}
-
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(stream, buf).await?;
-        let size_str = line.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size_str, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
-        if size == 0 {
-            // trailers until empty line
-            loop {
-                if read_line(stream, buf).await?.is_empty() {
-                    return Ok(body);
-                }
+    match plan.action {
+        Action::Hang => std::future::pending().await,
+        Action::Reset => {
+            gone.armed = false;
+            reset.trigger();
+            std::future::pending().await
+        }
+        Action::Respond(resp) => {
+            gone.armed = false;
+            if !plan.delay.is_zero() {
+                let mut st = shared.lock();
+                st.log[plan.idx].status = resp.status;
+                st.log[plan.idx].answered_at = Some(Instant::now());
             }
+            Ok(to_hyper(resp))
         }
-        if body.len() + size > MAX_BODY {
-            return Err("body too large".into());
-        }
-        while buf.len() < size + 2 {
-            if fill(stream, buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("connection closed mid-chunk".into());
-            }
-        }
-        body.extend(buf.drain(..size));
-        buf.drain(..2);
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        410 => "Gone",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
-
-fn serialize(resp: &Response, keep_alive: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    let no_body = resp.status == 204 || resp.status == 304 || resp.status < 200;
-    if !no_body {
-        let _ = write!(out, "content-length: {}\r\n", resp.body.len());
-    }
-    if !keep_alive {
-        out.push_str("connection: close\r\n");
-    }
+fn to_hyper(resp: Response) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(resp.status);
     for (k, v) in &resp.headers {
-        let _ = write!(out, "{k}: {v}\r\n");
+        builder = builder.header(k.as_str(), v.as_str());
     }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    if !no_body {
-        bytes.extend_from_slice(&resp.body);
-    }
-    bytes
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|e| {
+            let mut r = hyper::Response::new(Full::new(Bytes::from(format!(
+                "mock_chat: cannot send the scripted reply: {e}"
+            ))));
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1343,21 +1251,8 @@ fn auto(st: &mut State, ctx: &Ctx) -> Response {
 
 fn decide(shared: &Shared, req: RawRequest) -> Planned {
     let now = Instant::now();
-    let (path, query) = match req.target.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (req.target.clone(), None),
-    };
-    // absolute-form targets (proxies): keep only the path
-    let path = match path
-        .strip_prefix("http://")
-        .or_else(|| path.strip_prefix("https://"))
-    {
-        Some(rest) => rest
-            .find('/')
-            .map(|i| rest[i..].to_string())
-            .unwrap_or_else(|| "/".into()),
-        None => path,
-    };
+    let path = req.path.clone();
+    let query = req.query.clone();
     let mut headers: HashMap<String, String> = HashMap::new();
     for (k, v) in &req.headers {
         headers

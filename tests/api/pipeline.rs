@@ -1,12 +1,10 @@
 //! The straight path, end to end: the real server on a loopback port receives fixture events
 //! and the strict mock Slack/Discord servers receive the bodies (SPEC §3.1, §4).
 
-mod common;
-
-use common::mock_chat::MockChat;
-use common::{event, fixture, Service, WEBHOOK_PATH};
 use serde_json::{json, Value};
 use std::time::Duration;
+use testkit::mock_chat::MockChat;
+use testkit::{event, fixture, Service, WEBHOOK_PATH};
 
 const SLACK: &str = "/services/T000/B000/slacktoken";
 const DISCORD: &str = "/api/webhooks/111/discordtoken";

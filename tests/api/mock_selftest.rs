@@ -1,14 +1,10 @@
-//! Self-tests of the chat mock (tests/common/mock_chat.rs) and the body validators
-//! (tests/common/validate.rs).
+//! Self-tests of the chat mock (testkit/src/mock_chat.rs) and the body validators
+//! (testkit/src/validate.rs).
 
-#[path = "common/mock_chat.rs"]
-mod mock_chat;
-#[path = "common/validate.rs"]
-mod validate;
-
-use mock_chat::{MockChat, Reply};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testkit::mock_chat::{MockChat, Reply};
+use testkit::validate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SLACK: &str = "/services/T1/B1/XYZ";
@@ -798,6 +794,34 @@ async fn keep_alive_chunked_and_pipelined_on_a_raw_socket() {
 }
 
 #[tokio::test]
+async fn reset_is_a_tcp_rst_without_any_answer_on_a_raw_socket() {
+    let mock = MockChat::start().await;
+    mock.script(SLACK, vec![Reply::Reset]);
+    let addr = mock.base().trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = json!({"text": "hi"}).to_string();
+    let req = format!(
+        "POST {SLACK} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let got = tokio::time::timeout(SECS, s.read_to_end(&mut out))
+        .await
+        .expect("the mock closes the connection");
+    let err = got.expect_err("an RST, not a clean close");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err:?}");
+    assert!(
+        out.is_empty(),
+        "no answer: {}",
+        String::from_utf8_lossy(&out)
+    );
+    let q = mock.wait_for(SLACK, 1, SECS).await.remove(0);
+    assert_eq!(q.status, 0);
+    assert!(!q.client_gone);
+}
+
+#[tokio::test]
 async fn concurrent_connections_are_served_in_parallel() {
     let mock = MockChat::start().await;
     mock.set_default(SLACK, Reply::delay(Duration::from_millis(300), Reply::Auto));
@@ -1199,7 +1223,7 @@ fn discord_validator_rejects() {
 #[test]
 fn discord_constants_match_openapi_subset() {
     let spec: Value =
-        serde_json::from_str(include_str!("fixtures/discord-webhook-schema.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/discord-webhook-schema.json")).unwrap();
     let schemas = &spec["components"]["schemas"];
     let keys = |name: &str| -> Vec<String> {
         let mut k: Vec<String> = schemas[name]["properties"]

@@ -1,17 +1,14 @@
 //! Operations: health and readiness, /metrics, JSON logs, send-test, subscribe/unsubscribe,
 //! and SIGHUP reload — each exercised the way an operator would.
 
-mod common;
-
-use common::mock_chat::{MockChat, Reply};
-use common::{config_text, event, fixture, free_port, run_cli, ChildService, Service};
 use poem::web::{Data, Json, Path as PathParam};
 use poem::{handler, EndpointExt, IntoResponse, Route};
-use printbell::store::DeliveryState::{Dead, Done};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::mock_chat::{MockChat, Reply};
+use testkit::{config_text, event, fixture, free_port, run_cli, ChildService, Service};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -97,22 +94,20 @@ async fn health_readiness_and_503_when_the_store_is_locked() {
     assert_eq!(get("/readyz").await.0, 200);
 
     // Another process holding the write lock: the store cannot accept writes.
-    let conn = rusqlite::Connection::open(svc.store_path()).expect("open");
-    conn.execute_batch("BEGIN EXCLUSIVE; INSERT INTO health (id, checked_at) VALUES (1, 0) ON CONFLICT(id) DO UPDATE SET checked_at = 0;")
-        .expect("lock");
+    let lock = testkit::store::WriteLock::take(&svc.store_path());
     let (status, body) = get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("store"), "{body}");
     let resp = svc
         .http
-        .post(format!("{}{}", svc.base, common::WEBHOOK_PATH))
+        .post(format!("{}{}", svc.base, testkit::WEBHOOK_PATH))
         .body(event("print.created", "locked-1", None).to_string())
         .send()
         .await
         .expect("answer");
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("retry-after").is_some());
-    conn.execute_batch("ROLLBACK").expect("unlock");
+    lock.release();
     assert!(svc.deliveries().is_empty(), "nothing stored while locked");
 
     assert_eq!(get("/readyz").await.0, 200);
@@ -129,7 +124,8 @@ async fn metrics_count_events_and_deliveries_by_destination() {
         "[destinations.metrics-d]\nkind = \"discord\"\nurl = \"{}\"\n[[routes]]\nto = [\"metrics-d\"]\n",
         mock.url(path)
     );
-    let svc = Service::start("", &rest).await;
+    // Alone: the counters are process-wide, and other tests' in-process services post events.
+    let svc = Service::start_alone("", &rest).await;
     let before = scrape(&svc).await;
     // Every series exists from the first scrape, so rate() and alerts work before traffic.
     for outcome in ["done", "retried", "rate_limited", "dead"] {
@@ -161,14 +157,14 @@ async fn metrics_count_events_and_deliveries_by_destination() {
         .await;
     assert_eq!(svc.post(&event("print.active", "m-2", None)).await.0, 200);
     assert_eq!(
-        svc.post_raw(common::WEBHOOK_PATH, b"nope".to_vec(), &[])
+        svc.post_raw(testkit::WEBHOOK_PATH, b"nope".to_vec(), &[])
             .await
             .0,
         400
     );
     mock.wait_for_ok(path, 2, WAIT).await;
-    common::eventually(WAIT, "both done in the store", || {
-        svc.deliveries().iter().all(|d| d.state == Done)
+    testkit::eventually(WAIT, "both done in the store", || {
+        svc.deliveries().iter().all(|d| d.state == "done")
     })
     .await;
 
@@ -234,7 +230,7 @@ async fn json_logs_carry_event_generation_and_destination() {
     )
     .await;
     let resp = reqwest::Client::new()
-        .post(format!("{}{}", child.base, common::WEBHOOK_PATH))
+        .post(format!("{}{}", child.base, testkit::WEBHOOK_PATH))
         .body(fixture("print.completed").to_string())
         .send()
         .await
@@ -516,7 +512,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let http = reqwest::Client::new();
     let post = |id: &str| {
         let req = http
-            .post(format!("{}{}", child.base, common::WEBHOOK_PATH))
+            .post(format!("{}{}", child.base, testkit::WEBHOOK_PATH))
             .body(event("print.created", id, None).to_string());
         async move {
             req.send()
@@ -531,7 +527,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
 
     write("[[routes]]\nto = [\"a\", \"b\"]\n");
     child.signal("HUP");
-    common::eventually(WAIT, "reload logged", || {
+    testkit::eventually(WAIT, "reload logged", || {
         child.log().contains("config reloaded")
     })
     .await;
@@ -540,7 +536,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
 
     write("[[routes]]\nto = [\"a\"]\nbogus_key = 1\n");
     child.signal("HUP");
-    common::eventually(WAIT, "refusal logged", || {
+    testkit::eventually(WAIT, "refusal logged", || {
         child.log().contains("reload refused")
     })
     .await;
@@ -578,7 +574,7 @@ async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
     std::fs::write(&config, config_text(dir.path(), "", &both)).expect("write");
     let mut child = ChildService::start(&config, free_port(), dir.path(), "rm").await;
     let resp = reqwest::Client::new()
-        .post(format!("{}{}", child.base, common::WEBHOOK_PATH))
+        .post(format!("{}{}", child.base, testkit::WEBHOOK_PATH))
         .body(event("print.failed", "rm-1", None).to_string())
         .send()
         .await
@@ -591,13 +587,13 @@ async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
     std::fs::write(&config, config_text(dir.path(), "", &only_a)).expect("write");
     child.signal("HUP");
     let store = dir.path().join("printbell.db");
-    common::eventually(WAIT, "b's delivery is dead", || {
-        common::deliveries_in(&store)
+    testkit::eventually(WAIT, "b's delivery is dead", || {
+        testkit::store::deliveries(&store)
             .iter()
-            .any(|d| d.destination == "b" && d.state == Dead)
+            .any(|d| d.destination == "b" && d.state == "dead")
     })
     .await;
-    let rows = common::deliveries_in(&store);
+    let rows = testkit::store::deliveries(&store);
     let gone = rows
         .iter()
         .find(|d| d.destination == "b")
@@ -608,7 +604,9 @@ async fn sighup_removing_a_destination_makes_its_queued_deliveries_dead() {
         "{gone:?}"
     );
     assert_eq!(gone.attempts, 1, "the removal is not counted as an attempt");
-    assert!(rows.iter().any(|d| d.destination == "a" && d.state == Done));
+    assert!(rows
+        .iter()
+        .any(|d| d.destination == "a" && d.state == "done"));
     let sent_to_b = mock.requests_to(b).len();
     child.signal("TERM");
     assert_eq!(child.wait(WAIT).await, Some(0));
