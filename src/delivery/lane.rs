@@ -12,12 +12,16 @@
 //! store (so `deliveries retry` on a waiting head takes effect); only the short waits of the
 //! platform's pacing keep the queue.
 
+use super::coalesce::{self, Waiting};
 use super::policy::{self, AfterFailure};
 use crate::config::Destination;
+use crate::domain::Mode;
 use crate::loaded::Live;
 use crate::platform::{self, Action, Outcome, Pacers};
 use crate::shutdown::Shutdown;
-use crate::store::{now_ms, Delivery, DeliveryId, Reschedule, Store, StoreError};
+use crate::store::{
+    now_ms, Delivery, DeliveryId, DeliveryState, LiveMessage, Reschedule, Role, Store, StoreError,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +43,62 @@ pub(super) struct Lane {
     pub notify: Arc<Notify>,
     pub shutdown: Shutdown,
     pub pacers: Arc<Pacers>,
+}
+
+/// What a step sends: a delivery and how.
+struct Planned {
+    delivery: Delivery,
+    send: Send,
+}
+
+/// How a delivery goes out.
+enum Send {
+    /// `each` mode: posted as stored.
+    Each,
+    /// Live: the generation's first message, with the route's mentions.
+    Post,
+    /// Live: posted anew (the old message was deleted), without mentions.
+    Repost,
+    /// Live: an edit of the generation's message.
+    Edit { message: String },
+    /// Live: a failure's separate ping, tied to the generation's message.
+    Ping { message: String },
+}
+
+impl Planned {
+    fn each(delivery: Delivery) -> Planned {
+        Planned {
+            delivery,
+            send: Send::Each,
+        }
+    }
+
+    fn action(&self) -> Action<'_> {
+        match &self.send {
+            Send::Each | Send::Post => Action::Post,
+            Send::Repost => Action::Repost,
+            Send::Edit { message } => Action::Edit { message },
+            Send::Ping { message } => Action::Ping { message },
+        }
+    }
+
+    /// The stored body this send uses: edits and re-posts never carry mentions.
+    fn body(&self) -> &str {
+        let d = &self.delivery;
+        match self.send {
+            Send::Each | Send::Post | Send::Ping { .. } => &d.body,
+            Send::Repost | Send::Edit { .. } => d.quiet_body.as_deref().unwrap_or(&d.body),
+        }
+    }
+
+    /// Held back by pacing: an `each` delivery keeps its place at the head; a live plan is
+    /// made again (more updates may have arrived meanwhile).
+    fn paced(self) -> Step {
+        match self.send {
+            Send::Each => Step::Paced(Box::new(self.delivery)),
+            _ => Step::Changed,
+        }
+    }
 }
 
 /// Whether the head of the queue can be sent now (the first phase of a step).
@@ -113,27 +173,243 @@ impl Lane {
                 return Step::Changed;
             }
         };
+        let planned = match (delivery.mode, delivery.role) {
+            (Mode::Each, _) => Planned::each(delivery),
+            (Mode::Live, Role::Message) => match self.plan_update(delivery).await {
+                Ok(p) => p,
+                Err(step) => return step,
+            },
+            (Mode::Live, Role::Ping) => match self.plan_ping(delivery).await {
+                Ok(p) => p,
+                Err(step) => return step,
+            },
+        };
+        let action = planned.action();
         let pacer = self.pacers.get(&dest);
         let permit = tokio::select! {
-            p = pacer.acquire(&Action::Post) => p,
-            _ = self.shutdown.started() => return Step::Paced(Box::new(delivery)),
+            p = pacer.acquire(&action) => p,
+            _ = self.shutdown.started() => return planned.paced(),
         };
         let mut permit = match permit {
             Ok(permit) => permit,
             Err(wait) => {
                 self.idle(wait.min(POLL)).await;
-                return Step::Paced(Box::new(delivery));
+                return planned.paced();
             }
         };
+        let d = &planned.delivery;
         // `max_age` counts from the first attempt, not from the time spent in the queue.
-        let started = delivery.started_at.unwrap_or_else(now_ms);
+        let started = d.started_at.unwrap_or_else(now_ms);
         let answer = platform::of(dest.kind)
-            .send(&self.client, &dest, &Action::Post, &delivery.body)
+            .send(&self.client, &dest, &action, planned.body())
             .await;
         permit.record(&answer);
         drop(permit);
-        self.record(&delivery, answer.outcome, started, now_ms(), marks)
+        let now = now_ms();
+        match (&planned.send, answer.outcome) {
+            (Send::Each, outcome) => self.record(d, outcome, started, now, marks).await,
+            (_, Outcome::Done { status, message_id }) => {
+                self.record_shown(&planned, action, status, message_id, now)
+                    .await
+            }
+            (Send::Edit { .. }, Outcome::Gone { error, .. }) => {
+                // Deleted in the channel: the update stays pending and is posted anew.
+                tracing::warn!(delivery = d.id.0, generation = %d.generation_id, destination = %self.name, error = %error, "the live message was deleted; posting it anew");
+                if let Err(e) = self
+                    .store
+                    .forget_message(&self.name, &d.generation_id, now)
+                    .await
+                {
+                    tracing::error!(destination = %self.name, error = %e, "could not record a deleted live message");
+                }
+                Step::Changed
+            }
+            (_, outcome) => {
+                self.record(d, outcome, started, now, marks).await;
+                Step::Changed
+            }
+        }
+    }
+
+    /// Live mode: coalesces the waiting updates of the head's generation and picks what to
+    /// send. `Err`: nothing to send now (all superseded, or the newest is not due yet).
+    async fn plan_update(&mut self, head: Delivery) -> Result<Planned, Step> {
+        let g = head.generation_id.clone();
+        let read = async {
+            let live = self.store.live_message(&self.name, &g).await?;
+            let waiting = self.store.waiting_updates(&self.name, &g).await?;
+            Ok::<_, StoreError>((live, waiting))
+        };
+        let (live, waiting) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "cannot read a live message");
+                self.idle(POLL).await;
+                return Err(Step::Changed);
+            }
+        };
+        let candidates: Vec<Waiting> = waiting
+            .iter()
+            .map(|d| Waiting {
+                id: d.id.0,
+                rank: d.rank(),
+            })
+            .collect();
+        let plan = coalesce::plan(live.as_ref().map(|l| l.shown), &candidates);
+        if !plan.supersede.is_empty() {
+            let ids: Vec<DeliveryId> = plan.supersede.iter().map(|i| DeliveryId(*i)).collect();
+            let why = match plan.send {
+                Some(id) => format!("superseded by delivery {id} of the same generation"),
+                None => "the message already shows a later state".to_string(),
+            };
+            let n = ids.len() as u64;
+            if let Err(e) = self.store.supersede(ids, why, now_ms()).await {
+                tracing::error!(destination = %self.name, error = %e, "could not mark updates superseded");
+                self.idle(POLL).await;
+                return Err(Step::Changed);
+            }
+            metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "superseded").increment(n);
+            tracing::debug!(destination = %self.name, generation = %g, superseded = n, "coalesced live updates");
+        }
+        let Some(winner) = plan
+            .send
+            .and_then(|id| waiting.into_iter().find(|d| d.id.0 == id))
+        else {
+            return Err(Step::Changed);
+        };
+        let now = now_ms();
+        if winner.next_attempt_at > now {
+            let wait = Duration::from_millis((winner.next_attempt_at - now) as u64);
+            self.idle(wait.min(POLL)).await;
+            return Err(Step::NotDue);
+        }
+        let send = match live {
+            None => Send::Post,
+            Some(LiveMessage {
+                message_ref: Some(message),
+                ..
+            }) => Send::Edit { message },
+            Some(LiveMessage {
+                message_ref: None, ..
+            }) => Send::Repost,
+        };
+        Ok(Planned {
+            delivery: winner,
+            send,
+        })
+    }
+
+    /// Live mode: a failure's ping is sent only if the failure edited a message that already
+    /// existed (a generation's first post carries its mentions itself).
+    async fn plan_ping(&mut self, ping: Delivery) -> Result<Planned, Step> {
+        let read = async {
+            let main = match ping.ping_for {
+                Some(id) => self.store.delivery(id).await?,
+                None => None,
+            };
+            let live = self
+                .store
+                .live_message(&self.name, &ping.generation_id)
+                .await?;
+            Ok::<_, StoreError>((main, live))
+        };
+        let (main, live) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "cannot read a live message");
+                self.idle(POLL).await;
+                return Err(Step::Changed);
+            }
+        };
+        let why = match (&main, &live) {
+            (Some(m), _) if m.state == DeliveryState::Pending => {
+                // Cannot happen in order (the failure is older); wait for it rather than guess.
+                self.idle(POLL).await;
+                return Err(Step::NotDue);
+            }
+            (Some(m), Some(l)) if m.state == DeliveryState::Done && l.first_post != m.id => {
+                match &l.message_ref {
+                    Some(message) => {
+                        return Ok(Planned {
+                            send: Send::Ping {
+                                message: message.clone(),
+                            },
+                            delivery: ping,
+                        })
+                    }
+                    None => "the generation's message is gone",
+                }
+            }
+            (Some(m), _) if m.state == DeliveryState::Done => {
+                "the failure was the generation's first post, which pinged"
+            }
+            _ => "the failure was never shown",
+        };
+        if let Err(e) = self
+            .store
+            .supersede(vec![ping.id], why.to_string(), now_ms())
             .await
+        {
+            tracing::error!(destination = %self.name, error = %e, "could not mark a ping superseded");
+            self.idle(POLL).await;
+        }
+        Err(Step::Changed)
+    }
+
+    /// A live post, edit or ping the platform took: recorded durably before anything else of
+    /// this destination is sent, so no edit ever goes out for a message id not on disk.
+    async fn record_shown(
+        &mut self,
+        planned: &Planned,
+        action: Action<'_>,
+        status: u16,
+        message_id: Option<String>,
+        now: i64,
+    ) -> Step {
+        let d = &planned.delivery;
+        // Kept trying until the store takes it (as the `each` marks are): the lane sends
+        // nothing else meanwhile, so a store that fails for a while pauses the destination
+        // instead of sending this again.
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let written = match &planned.send {
+                Send::Ping { .. } => {
+                    self.store
+                        .mark_done(d.id, status, message_id.clone(), now)
+                        .await
+                }
+                Send::Edit { message } => {
+                    self.store
+                        .mark_shown(d.id, status, Some(message.clone()), false, now)
+                        .await
+                }
+                Send::Post | Send::Repost => {
+                    let first = matches!(planned.send, Send::Post);
+                    self.store
+                        .mark_shown(d.id, status, message_id.clone(), first, now)
+                        .await
+                }
+                Send::Each => Ok(()),
+            };
+            match written {
+                Ok(()) => break,
+                Err(StoreError::Closed) => {
+                    tracing::error!(delivery = d.id.0, destination = %self.name, "sent but the store closed before it was recorded; it will be sent again");
+                    return Step::Changed;
+                }
+                Err(e) => {
+                    tracing::error!(delivery = d.id.0, destination = %self.name, error = %e, "sent but could not record it yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let latency = (now - d.received_at).max(0) as f64 / 1000.0;
+        metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
+        metrics::counter!("printbell_messages_total", "destination" => self.name.clone(), "action" => action.label()).increment(1);
+        metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
+        tracing::info!(delivery = d.id.0, event = %d.event_id, event_type = %d.event_type, generation = %d.generation_id, destination = %self.name, attempt = d.attempts + 1, action = action.label(), status, "delivered");
+        Step::Changed
     }
 
     /// Whether `d` can be sent now, by the config in force at `now`.
@@ -184,6 +460,7 @@ impl Lane {
                 )));
                 let latency = (now - d.received_at).max(0) as f64 / 1000.0;
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
+                metrics::counter!("printbell_messages_total", "destination" => self.name.clone(), "action" => "posted").increment(1);
                 metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
                 tracing::info!(delivery = d.id.0, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
                 return Step::Sent;

@@ -7,7 +7,7 @@
 pub mod templates;
 pub mod text;
 
-use crate::config::{Config, Destination, Kind, Mention, Problem};
+use crate::config::{Config, Destination, Kind, Mention, Mode, Problem};
 use crate::domain::EventType;
 use crate::event::{Event, Image};
 use crate::platform;
@@ -20,7 +20,15 @@ use templates::{Field, Templates};
 pub struct Rendered {
     pub destination: String,
     pub kind: Kind,
+    pub mode: Mode,
+    /// The message as posted, with the route's mentions.
     pub body: Value,
+    /// Live mode: the same message without mentions, for edits and re-posts (an edit pings
+    /// nobody, and a re-posted message must not page anyone again).
+    pub quiet_body: Option<Value>,
+    /// Live mode, `print.failed` with mentions: the short separate message that pages them
+    /// when the failure edits a message that already exists.
+    pub ping_body: Option<Value>,
     /// Template problems met while rendering (a custom template failed and the default was used).
     pub warnings: Vec<String>,
 }
@@ -37,11 +45,13 @@ pub struct Message<'a> {
 }
 
 impl Message<'_> {
-    /// The images to attach: every image of the event, except on `print.progress` where only
-    /// the newest one is shown, so a progress message does not repeat earlier images.
+    /// The images to attach: every image of the event, except on `print.progress` in `each`
+    /// mode where only the newest one is shown, so a progress message does not repeat earlier
+    /// images (a live message shows every image finished so far).
     pub fn images(&self) -> Vec<&Image> {
         let all = &self.event.generation.images;
-        if self.event.event_type == Some(EventType::Progress) {
+        if self.event.event_type == Some(EventType::Progress) && self.destination.mode == Mode::Each
+        {
             all.last().into_iter().collect()
         } else {
             all.iter().collect()
@@ -105,10 +115,26 @@ impl Renderer {
             mention: &target.mention,
         };
         let body = platform.body(&msg);
+        let (quiet_body, ping_body) = match destination.mode {
+            Mode::Each => (None, None),
+            Mode::Live => {
+                let ping = (event.event_type == Some(EventType::Failed))
+                    .then(|| platform.ping_body(&msg))
+                    .flatten();
+                let quiet = Message {
+                    mention: &[],
+                    ..msg
+                };
+                (Some(platform.body(&quiet)), ping)
+            }
+        };
         Some(Rendered {
             destination: destination.name.clone(),
             kind: destination.kind,
+            mode: destination.mode,
             body,
+            quiet_body,
+            ping_body,
             warnings,
         })
     }

@@ -42,8 +42,12 @@ fn register_zeros(destinations: &[String]) {
     metrics::counter!("printbell_events_total", "type" => "unknown", "outcome" => "rejected")
         .increment(0);
     for dest in destinations {
-        for outcome in ["done", "retried", "rate_limited", "dead"] {
+        for outcome in ["done", "retried", "rate_limited", "dead", "superseded"] {
             metrics::counter!("printbell_deliveries_total", "destination" => dest.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        for action in ["posted", "edited", "reposted"] {
+            metrics::counter!("printbell_messages_total", "destination" => dest.clone(), "action" => action)
                 .increment(0);
         }
     }

@@ -9,7 +9,7 @@ use crate::domain::EventType;
 use crate::event;
 use crate::render::Rendered;
 use crate::routing;
-use crate::store::{now_ms, Accepted, NewDelivery, StoreError};
+use crate::store::{now_ms, Accepted, NewDelivery, Role, StoreError};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
@@ -139,30 +139,42 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
     // Only known event types are routed: an unknown one stores its id (dedup) and nothing else.
     let mut deliveries = Vec::with_capacity(rendered.len());
     if let Some(event_type) = event.event_type {
+        let (images_done, _) = event.generation.progress();
         for r in &rendered {
-            deliveries.push(NewDelivery {
+            let delivery = |role, body: &serde_json::Value| NewDelivery {
                 event_type,
                 generation_id: event.generation.id.clone(),
                 destination: r.destination.clone(),
                 kind: r.kind,
-                body: r.body.to_string(),
-            });
+                mode: r.mode,
+                role,
+                body: body.to_string(),
+                quiet_body: r.quiet_body.as_ref().map(|b| b.to_string()),
+                images_done,
+            };
+            deliveries.push(delivery(Role::Message, &r.body));
+            if let Some(ping) = &r.ping_body {
+                deliveries.push(NewDelivery {
+                    quiet_body: None,
+                    ..delivery(Role::Ping, ping)
+                });
+            }
         }
     }
 
     let label = type_label(event.event_type);
     match state.store.accept(&event.id, deliveries, now_ms()).await {
-        Ok(Accepted::New(ids)) => {
+        Ok(Accepted::New(_)) => {
             for r in &rendered {
                 state.workers.wake(&r.destination);
             }
             metrics::counter!("printbell_events_total", "type" => label, "outcome" => "accepted")
                 .increment(1);
             let names: Vec<&str> = rendered.iter().map(|r| r.destination.as_str()).collect();
-            tracing::info!(event = %event.id, event_type = %event.type_name, generation = %event.generation.id, deliveries = ids.len(), destinations = ?names, "event accepted");
+            tracing::info!(event = %event.id, event_type = %event.type_name, generation = %event.generation.id, deliveries = rendered.len(), destinations = ?names, "event accepted");
             (
                 StatusCode::ACCEPTED,
-                poem::web::Json(json!({"id": event.id, "deliveries": ids.len()})),
+                poem::web::Json(json!({"id": event.id, "deliveries": rendered.len()})),
             )
                 .into_response()
         }

@@ -20,7 +20,7 @@
 
 mod sqlite;
 
-use crate::domain::{EventType, Kind};
+use crate::domain::{EventType, Kind, Mode, Rank};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,14 +56,18 @@ pub enum DeliveryState {
     Dead,
     /// Posted and answered 2xx.
     Done,
+    /// A live-message update that will never be sent: a newer one of the same generation
+    /// was sent instead, or the message already shows a later state.
+    Superseded,
 }
 
 impl DeliveryState {
     /// In the order `deliveries list --state` names them.
-    pub const ALL: [DeliveryState; 3] = [
+    pub const ALL: [DeliveryState; 4] = [
         DeliveryState::Pending,
         DeliveryState::Dead,
         DeliveryState::Done,
+        DeliveryState::Superseded,
     ];
 
     /// The stored and command-line name.
@@ -72,6 +76,7 @@ impl DeliveryState {
             DeliveryState::Pending => "pending",
             DeliveryState::Dead => "dead",
             DeliveryState::Done => "done",
+            DeliveryState::Superseded => "superseded",
         }
     }
 
@@ -86,6 +91,31 @@ impl std::fmt::Display for DeliveryState {
     }
 }
 
+/// What a delivery is to its generation's story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The message for the event (posted, or in live mode an edit of the generation's message).
+    Message,
+    /// Live mode: the separate short message that pages a failure's mentions, sent only when
+    /// the failure edited a message that already existed.
+    Ping,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Message => "message",
+            Role::Ping => "ping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Message, Role::Ping]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
 /// A delivery to be stored: one rendered message for one destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
@@ -94,8 +124,38 @@ pub struct NewDelivery {
     pub generation_id: String,
     pub destination: String,
     pub kind: Kind,
+    pub mode: Mode,
+    /// A [`Role::Ping`] belongs to the [`Role::Message`] stored just before it.
+    pub role: Role,
     /// The final body, posted byte for byte.
     pub body: String,
+    /// Live mode: the body without mentions, for edits and re-posts.
+    pub quiet_body: Option<String>,
+    /// Images done when the event was sent: with the type, the state's rank.
+    pub images_done: u64,
+}
+
+impl NewDelivery {
+    /// A message for `each` mode: posted as it is, one per event.
+    pub fn each(
+        event_type: EventType,
+        generation_id: &str,
+        destination: &str,
+        kind: Kind,
+        body: String,
+    ) -> NewDelivery {
+        NewDelivery {
+            event_type,
+            generation_id: generation_id.to_string(),
+            destination: destination.to_string(),
+            kind,
+            mode: Mode::Each,
+            role: Role::Message,
+            body,
+            quiet_body: None,
+            images_done: 0,
+        }
+    }
 }
 
 /// A stored delivery.
@@ -121,8 +181,34 @@ pub struct Delivery {
     /// The platform's last HTTP status, if an answer came.
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
-    /// Discord's message id (from `?wait=true`) once posted.
+    /// The platform's message id once posted (Discord's from `?wait=true`, Slack's
+    /// channel and ts).
     pub message_id: Option<String>,
+    pub mode: Mode,
+    pub role: Role,
+    pub quiet_body: Option<String>,
+    pub images_done: u64,
+    /// For a [`Role::Ping`]: the failure's message delivery.
+    pub ping_for: Option<DeliveryId>,
+}
+
+impl Delivery {
+    /// Where the state this delivery shows stands in its generation's story.
+    pub fn rank(&self) -> Rank {
+        self.event_type.rank(self.images_done)
+    }
+}
+
+/// The live message of one generation at one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveMessage {
+    /// The platform's id of the message; `None` once it was found deleted (the next update is
+    /// posted anew, without mentions).
+    pub message_ref: Option<String>,
+    /// The state it shows.
+    pub shown: Rank,
+    /// The delivery whose post carried the route's mentions.
+    pub first_post: DeliveryId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +372,51 @@ pub trait Queue: Send + Sync + 'static {
     /// A durable write that proves the store takes writes (`/readyz`). Fails fast with
     /// [`StoreError::Busy`].
     async fn readiness(&self, now: i64) -> Result<(), StoreError>;
+
+    /// One delivery by id.
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+
+    /// The live message of `generation_id` at `destination`, if one was posted.
+    async fn live_message(
+        &self,
+        destination: &str,
+        generation_id: &str,
+    ) -> Result<Option<LiveMessage>, StoreError>;
+
+    /// The pending updates ([`Role::Message`]) of one generation's live message, oldest first.
+    async fn waiting_updates(
+        &self,
+        destination: &str,
+        generation_id: &str,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Marks pending deliveries superseded (never to be sent), with why.
+    async fn supersede(
+        &self,
+        ids: Vec<DeliveryId>,
+        why: String,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records a 2xx of a live update durably: the delivery is done and its generation's live
+    /// message is `message_ref`, showing this delivery's state. `first_post`: this post carried
+    /// the route's mentions. Committed before any edit of the message is sent.
+    async fn mark_shown(
+        &self,
+        id: DeliveryId,
+        status: u16,
+        message_ref: Option<String>,
+        first_post: bool,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The generation's live message was deleted on the platform: the next update posts anew.
+    async fn forget_message(
+        &self,
+        destination: &str,
+        generation_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Which backend holds the queue, and where: what `store.path` of the config (or

@@ -31,6 +31,8 @@ pub struct Delivery {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub message_id: Option<String>,
+    pub mode: String,
+    pub role: String,
 }
 
 impl From<pstore::Delivery> for Delivery {
@@ -50,6 +52,8 @@ impl From<pstore::Delivery> for Delivery {
             last_status: d.last_status.map(i64::from),
             last_error: d.last_error,
             message_id: d.message_id,
+            mode: d.mode.as_str().to_string(),
+            role: d.role.as_str().to_string(),
         }
     }
 }
@@ -158,12 +162,14 @@ impl Seeder {
     pub fn accept(&self, event_id: &str, deliveries: &[NewDelivery], at: i64) -> Option<Vec<i64>> {
         let rows: Vec<pstore::NewDelivery> = deliveries
             .iter()
-            .map(|d| pstore::NewDelivery {
-                event_type: EventType::parse(&d.event_type).expect("event type"),
-                generation_id: d.generation_id.clone(),
-                destination: d.destination.clone(),
-                kind: Kind::parse(&d.kind).expect("kind"),
-                body: d.body.clone(),
+            .map(|d| {
+                pstore::NewDelivery::each(
+                    EventType::parse(&d.event_type).expect("event type"),
+                    &d.generation_id,
+                    &d.destination,
+                    Kind::parse(&d.kind).expect("kind"),
+                    d.body.clone(),
+                )
             })
             .collect();
         let event_id = event_id.to_string();

@@ -121,7 +121,7 @@ async fn metrics_count_events_and_deliveries_by_destination() {
     let path = "/api/webhooks/42/metricstoken";
     mock.script(path, vec![Reply::Status(500, "oops".into())]);
     let rest = format!(
-        "[destinations.metrics-d]\nkind = \"discord\"\nurl = \"{}\"\n[[routes]]\nto = [\"metrics-d\"]\n",
+        "[destinations.metrics-d]\nkind = \"discord\"\nmode = \"each\"\nurl = \"{}\"\n[[routes]]\nto = [\"metrics-d\"]\n",
         mock.url(path)
     );
     // Alone: the counters are process-wide, and other tests' in-process services post events.
@@ -495,7 +495,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let (a, b) = ("/api/webhooks/1/a", "/api/webhooks/2/b");
     let dir = tempfile::tempdir().expect("dir");
     let dests = format!(
-        "[destinations.a]\nkind = \"discord\"\nurl = \"{}\"\n[destinations.b]\nkind = \"discord\"\nurl = \"{}\"\n",
+        "[destinations.a]\nkind = \"discord\"\nmode = \"each\"\nurl = \"{}\"\n[destinations.b]\nkind = \"discord\"\nmode = \"each\"\nurl = \"{}\"\n",
         mock.url(a),
         mock.url(b)
     );

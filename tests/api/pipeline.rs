@@ -104,7 +104,11 @@ async fn completion_shows_images_on_slack_and_as_a_discord_gallery() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_event_type_has_its_colour_and_a_readable_default() {
     let mock = MockChat::start().await;
-    let rest = format!("{}\n[[routes]]\nto = [\"discord\"]\n", destinations(&mock));
+    // One message per event (`each`): each keeps its own colour.
+    let rest = format!(
+        "{}mode = \"each\"\n\n[[routes]]\nto = [\"discord\"]\n",
+        destinations(&mock)
+    );
     let svc = Service::start("", &rest).await;
     let types = [
         "print.created",

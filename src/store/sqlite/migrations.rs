@@ -25,10 +25,16 @@ pub(super) struct Migration {
 }
 
 /// Every schema change, in order: entry `n` (from 1) brings a store from version `n - 1` to `n`.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    what: "events, deliveries and health tables",
-    sql: SCHEMA_1,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "events, deliveries and health tables",
+        sql: SCHEMA_1,
+    },
+    Migration {
+        what: "live messages: delivery mode, role and rank, the superseded state, live_messages",
+        sql: LIVE_2,
+    },
+];
 
 /// The first schema, as printbell created it before versioning. `generation_id` lets a later
 /// feature collapse pending updates of one generation; `message_id` (Discord's, from
@@ -60,6 +66,58 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_lane ON deliveries(destination, state, id);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state, updated_at);
 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER);
+";
+
+/// Live messages (one message per generation, edited): each delivery records its mode (`each`
+/// or `live`), its role (the message, or the separate ping of a failure), the body without
+/// mentions that edits use, and the images done (its rank with the event type). `superseded`
+/// is a new state, so the table is rebuilt (SQLite cannot alter a CHECK). `live_messages`
+/// holds the posted message of each generation per destination and what it shows.
+const LIVE_2: &str = "
+CREATE TABLE deliveries_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    message_id TEXT,
+    mode TEXT NOT NULL DEFAULT 'each' CHECK (mode IN ('each', 'live')),
+    role TEXT NOT NULL DEFAULT 'message' CHECK (role IN ('message', 'ping')),
+    quiet_body TEXT,
+    images_done INTEGER NOT NULL DEFAULT 0,
+    ping_for INTEGER
+);
+INSERT INTO deliveries_v2 (id, event_id, event_type, generation_id, destination, kind, body, state,
+    attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id)
+SELECT id, event_id, event_type, generation_id, destination, kind, body, state,
+    attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id
+FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v2 RENAME TO deliveries;
+CREATE INDEX deliveries_lane ON deliveries(destination, state, id);
+CREATE INDEX deliveries_state ON deliveries(state, updated_at);
+CREATE INDEX deliveries_generation ON deliveries(destination, generation_id, state);
+CREATE TABLE live_messages (
+    destination TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    message_ref TEXT,
+    shown_type TEXT NOT NULL,
+    shown_images INTEGER NOT NULL,
+    first_post INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (destination, generation_id)
+) WITHOUT ROWID;
+CREATE INDEX live_messages_updated ON live_messages(updated_at);
 ";
 
 /// A migration that failed; the store stays at the version before it.

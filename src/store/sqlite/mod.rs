@@ -19,8 +19,8 @@ mod migrations;
 mod queries;
 
 use super::{
-    Accepted, Delivery, DeliveryId, Filter, NewDelivery, Purged, Queue, QueueDepth, Reschedule,
-    StoreError,
+    Accepted, Delivery, DeliveryId, Filter, LiveMessage, NewDelivery, Purged, Queue, QueueDepth,
+    Reschedule, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -319,6 +319,101 @@ impl Queue for SqliteQueue {
             Durability::Full,
             Patience::FailFast,
             move |c| queries::touch(c, now),
+        )
+        .await
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let row = self
+            .run(
+                "read a delivery",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::delivery(c, id),
+            )
+            .await?;
+        row.map(queries::Row::parse).transpose()
+    }
+
+    async fn live_message(
+        &self,
+        destination: &str,
+        generation_id: &str,
+    ) -> Result<Option<LiveMessage>, StoreError> {
+        let (destination, generation_id) = (destination.to_string(), generation_id.to_string());
+        let row = self
+            .run(
+                "read a live message",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::live_message(c, &destination, &generation_id),
+            )
+            .await?;
+        row.map(queries::LiveRow::parse).transpose()
+    }
+
+    async fn waiting_updates(
+        &self,
+        destination: &str,
+        generation_id: &str,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let (destination, generation_id) = (destination.to_string(), generation_id.to_string());
+        let rows = self
+            .run(
+                "read a generation's waiting updates",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::waiting_updates(c, &destination, &generation_id),
+            )
+            .await?;
+        parse(rows)
+    }
+
+    async fn supersede(
+        &self,
+        ids: Vec<DeliveryId>,
+        why: String,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // A lost mark is planned and superseded again: no fsync needed.
+        self.run(
+            "mark updates superseded",
+            Durability::Relaxed,
+            Patience::Wait,
+            move |c| queries::supersede(c, &ids, &why, now),
+        )
+        .await
+    }
+
+    async fn mark_shown(
+        &self,
+        id: DeliveryId,
+        status: u16,
+        message_ref: Option<String>,
+        first_post: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            "record a live message",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::mark_shown(c, id, status, message_ref.as_deref(), first_post, now),
+        )
+        .await
+    }
+
+    async fn forget_message(
+        &self,
+        destination: &str,
+        generation_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (destination, generation_id) = (destination.to_string(), generation_id.to_string());
+        self.run(
+            "forget a deleted live message",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::forget_message(c, &destination, &generation_id, now),
         )
         .await
     }

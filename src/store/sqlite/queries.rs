@@ -7,10 +7,10 @@
 //! migration 1).
 
 use super::super::{
-    Accepted, Delivery, DeliveryId, DeliveryState, Filter, NewDelivery, Purged, QueueDepth,
-    Reschedule, StoreError, DEDUPE_WINDOW_MS,
+    Accepted, Delivery, DeliveryId, DeliveryState, Filter, LiveMessage, NewDelivery, Purged,
+    QueueDepth, Reschedule, Role, StoreError, DEDUPE_WINDOW_MS,
 };
-use crate::domain::{EventType, Kind};
+use crate::domain::{EventType, Kind, Mode};
 use rusqlite::{params, Connection};
 
 /// A `deliveries` row as stored; [`Row::parse`] turns it into a [`Delivery`].
@@ -32,10 +32,16 @@ pub(super) struct Row {
     last_status: Option<i64>,
     last_error: Option<String>,
     message_id: Option<String>,
+    mode: String,
+    role: String,
+    quiet_body: Option<String>,
+    images_done: i64,
+    ping_for: Option<i64>,
 }
 
 const COLUMNS: &str = "id, event_id, event_type, generation_id, destination, kind, body, state, \
-     attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id";
+     attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id, \
+     mode, role, quiet_body, images_done, ping_for";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -55,6 +61,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         last_status: r.get(13)?,
         last_error: r.get(14)?,
         message_id: r.get(15)?,
+        mode: r.get(16)?,
+        role: r.get(17)?,
+        quiet_body: r.get(18)?,
+        images_done: r.get(19)?,
+        ping_for: r.get(20)?,
     })
 }
 
@@ -69,6 +80,10 @@ impl Row {
         let kind = Kind::parse(&self.kind).ok_or_else(|| bad("kind", self.kind.clone()))?;
         let state =
             DeliveryState::parse(&self.state).ok_or_else(|| bad("state", self.state.clone()))?;
+        let mode = Mode::parse(&self.mode).ok_or_else(|| bad("mode", self.mode.clone()))?;
+        let role = Role::parse(&self.role).ok_or_else(|| bad("role", self.role.clone()))?;
+        let images_done = u64::try_from(self.images_done)
+            .map_err(|_| bad("images done", self.images_done.to_string()))?;
         let last_status = self
             .last_status
             .map(|s| u16::try_from(s).map_err(|_| bad("last status", s.to_string())))
@@ -90,6 +105,11 @@ impl Row {
             last_status,
             last_error: self.last_error,
             message_id: self.message_id,
+            mode,
+            role,
+            quiet_body: self.quiet_body,
+            images_done,
+            ping_for: self.ping_for.map(DeliveryId),
         })
     }
 }
@@ -109,11 +129,18 @@ pub(super) fn accept(
     }
     let mut stmt = conn.prepare_cached(
         "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
-         attempts, received_at, started_at, next_attempt_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7)",
+         attempts, received_at, started_at, next_attempt_at, updated_at, mode, role, quiet_body, \
+         images_done, ping_for) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let mut ids = Vec::with_capacity(deliveries.len());
+    // The message delivery a ping belongs to: the one stored just before it.
+    let mut last_message: Option<i64> = None;
     for d in deliveries {
+        let ping_for = match d.role {
+            Role::Message => None,
+            Role::Ping => last_message,
+        };
         stmt.execute(params![
             event_id,
             d.event_type.as_str(),
@@ -121,9 +148,18 @@ pub(super) fn accept(
             d.destination,
             d.kind.as_str(),
             d.body,
-            now
+            now,
+            d.mode.as_str(),
+            d.role.as_str(),
+            d.quiet_body,
+            d.images_done as i64,
+            ping_for,
         ])?;
-        ids.push(DeliveryId(conn.last_insert_rowid()));
+        let id = conn.last_insert_rowid();
+        if d.role == Role::Message {
+            last_message = Some(id);
+        }
+        ids.push(DeliveryId(id));
     }
     Ok(Accepted::New(ids))
 }
@@ -296,6 +332,11 @@ pub(super) fn purge(
         "DELETE FROM events WHERE received_at < ?1",
         params![events_before],
     )?;
+    // A live message whose generation is quiet for the whole retention is done with.
+    conn.execute(
+        "DELETE FROM live_messages WHERE updated_at < ?1",
+        params![before],
+    )?;
     Ok(Purged {
         deliveries: d as u64,
         events: e as u64,
@@ -306,5 +347,122 @@ pub(super) fn purge(
 pub(super) fn touch(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1")?
         .execute(params![now])?;
+    Ok(())
+}
+
+pub(super) fn delivery(conn: &Connection, id: DeliveryId) -> rusqlite::Result<Option<Row>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"))?;
+    let mut rows = stmt.query_map(params![id.0], row)?;
+    rows.next().transpose()
+}
+
+/// A `live_messages` row as stored.
+pub(super) struct LiveRow {
+    message_ref: Option<String>,
+    shown_type: String,
+    shown_images: i64,
+    first_post: i64,
+}
+
+impl LiveRow {
+    pub(super) fn parse(self) -> Result<LiveMessage, StoreError> {
+        let first_post = DeliveryId(self.first_post);
+        let shown_type = EventType::parse(&self.shown_type).ok_or(StoreError::BadRow {
+            id: first_post,
+            column: "live message type",
+            value: self.shown_type.clone(),
+        })?;
+        Ok(LiveMessage {
+            message_ref: self.message_ref,
+            shown: shown_type.rank(self.shown_images.max(0) as u64),
+            first_post,
+        })
+    }
+}
+
+pub(super) fn live_message(
+    conn: &Connection,
+    destination: &str,
+    generation_id: &str,
+) -> rusqlite::Result<Option<LiveRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_ref, shown_type, shown_images, first_post FROM live_messages \
+         WHERE destination = ?1 AND generation_id = ?2",
+    )?;
+    let mut rows = stmt.query_map(params![destination, generation_id], |r| {
+        Ok(LiveRow {
+            message_ref: r.get(0)?,
+            shown_type: r.get(1)?,
+            shown_images: r.get(2)?,
+            first_post: r.get(3)?,
+        })
+    })?;
+    rows.next().transpose()
+}
+
+pub(super) fn waiting_updates(
+    conn: &Connection,
+    destination: &str,
+    generation_id: &str,
+) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND generation_id = ?2 \
+         AND state = 'pending' AND role = 'message' ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![destination, generation_id], row)?;
+    rows.collect()
+}
+
+pub(super) fn supersede(
+    conn: &Connection,
+    ids: &[DeliveryId],
+    why: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET state = 'superseded', last_error = ?2, updated_at = ?3 \
+         WHERE id = ?1 AND state = 'pending'",
+    )?;
+    for id in ids {
+        stmt.execute(params![id.0, why, now])?;
+    }
+    Ok(())
+}
+
+/// Marks a live update done and records what its generation's message now shows.
+pub(super) fn mark_shown(
+    conn: &Connection,
+    id: DeliveryId,
+    status: u16,
+    message_ref: Option<&str>,
+    first_post: bool,
+    now: i64,
+) -> rusqlite::Result<()> {
+    mark_done(conn, id, status, message_ref, now)?;
+    conn.prepare_cached(
+        "INSERT INTO live_messages (destination, generation_id, message_ref, shown_type, shown_images, \
+         first_post, updated_at) \
+         SELECT destination, generation_id, ?2, event_type, images_done, id, ?3 FROM deliveries WHERE id = ?1 \
+         ON CONFLICT (destination, generation_id) DO UPDATE SET message_ref = excluded.message_ref, \
+         shown_type = excluded.shown_type, shown_images = excluded.shown_images, \
+         first_post = CASE WHEN ?4 THEN excluded.first_post ELSE live_messages.first_post END, \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![id.0, message_ref, now, first_post])?;
+    Ok(())
+}
+
+pub(super) fn forget_message(
+    conn: &Connection,
+    destination: &str,
+    generation_id: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE live_messages SET message_ref = NULL, updated_at = ?3 \
+         WHERE destination = ?1 AND generation_id = ?2",
+    )?
+    .execute(params![destination, generation_id, now])?;
     Ok(())
 }

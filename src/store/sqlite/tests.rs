@@ -170,13 +170,13 @@ async fn a_store_written_before_versions_is_migrated_and_carries_on() {
     let new = store
         .accept(
             "evt_new",
-            vec![NewDelivery {
-                event_type: EventType::Progress,
-                generation_id: "gen2".into(),
-                destination: "team".into(),
-                kind: Kind::Slack,
-                body: "{}".into(),
-            }],
+            vec![NewDelivery::each(
+                EventType::Progress,
+                "gen2",
+                "team",
+                Kind::Slack,
+                "{}".into(),
+            )],
             T + 4,
         )
         .await
@@ -193,13 +193,13 @@ async fn opening_twice_changes_nothing() {
     let ids = first
         .accept(
             "evt",
-            vec![NewDelivery {
-                event_type: EventType::Completed,
-                generation_id: "gen".into(),
-                destination: "team".into(),
-                kind: Kind::Console,
-                body: "{}".into(),
-            }],
+            vec![NewDelivery::each(
+                EventType::Completed,
+                "gen",
+                "team",
+                Kind::Console,
+                "{}".into(),
+            )],
             T,
         )
         .await
