@@ -3,7 +3,6 @@
 //! after pasting a webhook URL. Configured mentions are left out: a test should not page anyone.
 
 use super::{load, CommandResult, Failure};
-use crate::config::redact_url;
 use crate::platform::{self, http, Action, Outcome};
 use crate::routing::Target;
 use crate::{event, samples};
@@ -52,12 +51,12 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
             http::describe_error(&e)
         ))
     })?;
-    if let Some(url) = &dest.url {
+    if dest.url.is_some() || dest.slack_api.is_some() {
         writeln!(
             out,
             "posting a sample {event_type} message to {to} ({} {})",
             dest.kind,
-            redact_url(url)
+            dest.shown_address()
         )
         .map_err(io)?;
     }
@@ -67,11 +66,12 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
         .await;
     match answer.outcome {
         Outcome::Done { status, message_id } => {
-            if dest.url.is_some() {
+            if dest.url.is_some() || dest.slack_api.is_some() {
                 writeln!(out, "{to} answered {status}").map_err(io)?;
             }
             if let Some(id) = message_id {
-                writeln!(out, "message id {id}").map_err(io)?;
+                let platform = platform::of(dest.kind);
+                writeln!(out, "{}", platform.describe_message(&id)).map_err(io)?;
             }
             Ok(())
         }

@@ -692,6 +692,56 @@ fn assert_untouched(l: &TcpListener) {
 }
 
 #[test]
+fn preview_of_a_live_destination_shows_the_first_post_the_edit_and_the_ping() {
+    let (listener, port) = watched_port();
+    let cfg = preview_config(port);
+    let (code, out, err) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.failed"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_untouched(&listener);
+    let json_after = |marker: &str| -> Value {
+        let at = out
+            .find(marker)
+            .unwrap_or_else(|| panic!("no `{marker}` in:\n{out}"));
+        let rest = &out[at..];
+        let rest = &rest[rest.find('\n').expect("line end") + 1..];
+        serde_json::Deserializer::from_str(rest)
+            .into_iter::<Value>()
+            .next()
+            .expect("a JSON body")
+            .expect("JSON")
+    };
+    // The first post pings the route's role and carries the webhook's identity.
+    let first = json_after("== oncall (discord) ==");
+    assert_eq!(first["username"], "printbell");
+    assert_eq!(
+        first["allowed_mentions"]["roles"],
+        json!(["123456789012345678"])
+    );
+    // An edit changes what the message shows, never who posted it, and pings nobody.
+    let edit = json_after("-- oncall: live mode");
+    assert!(
+        edit.get("username").is_none() && edit.get("content").is_none(),
+        "{edit}"
+    );
+    assert_eq!(edit["allowed_mentions"], json!({"parse": []}));
+    assert_eq!(edit["embeds"][0]["color"], 0xE74C3C);
+    // A failure that edits an existing message pages the role in a message of its own.
+    let ping = json_after("-- oncall: and when this failure edits");
+    assert_eq!(
+        ping["allowed_mentions"]["roles"],
+        json!(["123456789012345678"])
+    );
+    assert!(ping["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("<@&123456789012345678>")));
+    // Slack's incoming webhook cannot edit: one body, no edit section.
+    assert!(!out.contains("-- team-slack:"), "{out}");
+}
+
+#[test]
 fn preview_of_a_built_in_sample_shows_each_destination_and_its_exact_body() {
     let (listener, port) = watched_port();
     let cfg = preview_config(port);

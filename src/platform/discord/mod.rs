@@ -101,6 +101,19 @@ impl Platform for Discord {
         dest.url.is_some()
     }
 
+    fn wire_body(
+        &self,
+        _dest: &Destination,
+        action: &Action<'_>,
+        stored: &str,
+    ) -> Result<Value, String> {
+        let body = match action {
+            Action::Edit { .. } => edit_body(stored).map_err(|o| format!("{o:?}"))?,
+            _ => stored.to_string(),
+        };
+        serde_json::from_str(&body).map_err(|e| format!("stored body is not JSON: {e}"))
+    }
+
     async fn send(
         &self,
         client: &reqwest::Client,
