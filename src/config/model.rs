@@ -7,7 +7,7 @@
 
 pub use crate::domain::Mode;
 use crate::domain::{EventType, Kind};
-use reqwest::Url;
+use url::Url;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -143,7 +143,7 @@ impl Renderer {
 /// `http`/`https` URLs, normalised (spaces and other unsafe characters percent-encoded), of
 /// at most `max` characters; anything else is never attached.
 pub fn attachable_url(url: Option<&str>, max: usize) -> Option<String> {
-    let url = reqwest::Url::parse(url?.trim()).ok()?;
+    let url = url::Url::parse(url?.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return None;
     }

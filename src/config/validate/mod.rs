@@ -30,7 +30,7 @@ use super::expand::{self, ExpandError};
 use super::problems::{Problem, Problems};
 use super::raw::{RawConfig, SString};
 use super::Config;
-use reqwest::Url;
+use url::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
