@@ -30,10 +30,10 @@ use super::expand::{self, ExpandError};
 use super::problems::{Problem, Problems};
 use super::raw::{RawConfig, SString};
 use super::Config;
-use url::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use url::Url;
 
 /// Validates `raw`, read from `file`; `env` is the environment `${VAR}` and `PRINTBELL_LISTEN`
 /// are looked up in. Returns the config as far as it could be built, and every problem (in
