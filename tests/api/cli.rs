@@ -1101,6 +1101,92 @@ fn deliveries_list_shows_the_queue_as_a_table() {
 }
 
 #[test]
+fn deliveries_retry_of_a_delivered_message_needs_force() {
+    let (_dir, store) = store_dir();
+    let s = seed_store(&store);
+    let st = store.to_str().expect("utf-8");
+    let done = s.old_done.to_string();
+    let (code, out, err) = cli(&["deliveries", "--store", st, "retry", &done], &[]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("already delivered") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        states(&store)
+            .into_iter()
+            .find(|(id, _)| *id == s.old_done)
+            .map(|(_, st)| st),
+        Some("done".to_string()),
+        "refused: nothing changed"
+    );
+    let (code, out, err) = cli(
+        &["deliveries", "--store", st, "retry", &done, "--force"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(states(&store).contains(&(s.old_done, "pending".to_string())));
+}
+
+#[test]
+fn a_log_level_that_is_not_one_is_an_error() {
+    let cfg = preview_config(9);
+    for (args, envs, named) in [
+        (
+            vec!["--log-level", "verbose", "check"],
+            vec![],
+            "--log-level",
+        ),
+        (
+            vec!["check"],
+            vec![("RUST_LOG", "printbell=loud")],
+            "RUST_LOG",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--config", cfg.p()]);
+        let (code, out, err) = cli(&args, &envs);
+        assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(err.contains(named) && err.contains("not a log"), "{err}");
+    }
+    let mut args = vec!["--log-level", "debug", "check", "--config"];
+    args.push(cfg.p());
+    assert_eq!(cli(&args, &[]).0, 0, "a real level is fine");
+}
+
+#[test]
+fn errors_name_the_environment_variable_they_come_from() {
+    let cfg = preview_config(9);
+    let (code, _, err) = cli(
+        &["check", "--config", cfg.p()],
+        &[("PRINTBELL_LISTEN", "8080")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("environment variable PRINTBELL_LISTEN = \"8080\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains(":2:"),
+        "not blamed on the file's listen line: {err}"
+    );
+
+    let empty = Cfg::new(
+        "[destinations.team]\nkind = \"slack\"\nurl = \"${SLACK_WEBHOOK_URL}\"\n[[routes]]\nto = [\"team\"]\n",
+    );
+    let (code, _, err) = cli(
+        &["check", "--config", empty.p()],
+        &[("SLACK_WEBHOOK_URL", "")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("SLACK_WEBHOOK_URL is set to an empty string"),
+        "{err}"
+    );
+    assert!(!err.contains("relative URL"), "{err}");
+}
+
+#[test]
 fn deliveries_retry_puts_a_delivery_back_in_its_lane() {
     let (_dir, store) = store_dir();
     let s = seed_store(&store);

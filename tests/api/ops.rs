@@ -211,6 +211,98 @@ async fn metrics_count_events_and_deliveries_by_destination() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wrong_paths_and_methods_are_logged_without_their_query_and_logs_have_no_colour() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("n.toml");
+    let rest = "[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"out\"]\n";
+    std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write");
+    let mut child = ChildService::start(&config, free_port(), dir.path(), "paths").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/webhook/all-images?token=querysecret",
+            child.base
+        ))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(format!(
+            "{}{}?token=querysecret",
+            child.base,
+            testkit::WEBHOOK_PATH
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 405);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.signal("TERM");
+    assert_eq!(child.wait(WAIT).await, Some(0));
+    let log = child.log();
+    let line = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` line in:\n{log}"))
+            .to_string()
+    };
+    let unknown = line("request to an unknown path");
+    assert!(
+        unknown.contains("/webhook/all-images") && unknown.contains("404"),
+        "{unknown}"
+    );
+    let method = line("request with a method this path does not take");
+    assert!(method.contains("GET") && method.contains("405"), "{method}");
+    assert!(
+        !log.contains("querysecret"),
+        "the query string (a token) was logged:\n{log}"
+    );
+    // stderr is a file here, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_delivery_s_hint_names_the_config_the_service_runs_with() {
+    let mock = MockChat::start().await;
+    let path = "/api/webhooks/8/hinttoken";
+    mock.set_default(path, Reply::DiscordUnknownWebhook);
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.d]\nkind = \"discord\"\nurl = \"{}\"\n[[routes]]\nto = [\"d\"]\n",
+        mock.url(path)
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let mut child = ChildService::start(&config, free_port(), dir.path(), "hint").await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", child.base, testkit::WEBHOOK_PATH))
+        .body(fixture("print.failed").to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 202);
+    mock.wait_for(path, 1, WAIT).await;
+    testkit::eventually(WAIT, "the dead line is logged", || {
+        child.log().contains("delivery is dead")
+    })
+    .await;
+    child.signal("TERM");
+    assert_eq!(child.wait(WAIT).await, Some(0));
+    let log = child.log();
+    let canonical = std::fs::canonicalize(&config).expect("canonical");
+    let hint = format!(
+        "printbell --config {} deliveries retry",
+        canonical.display()
+    );
+    assert!(log.contains(&hint), "no `{hint}` in:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_event_generation_and_destination() {
     let mock = MockChat::start().await;
     let path = "/api/webhooks/7/logtoken";

@@ -66,6 +66,25 @@ impl Validator<'_> {
     /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
     fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
         match expand::expand(s.get_ref(), self.env) {
+            // A value made empty by variables set to "" would fail later with a confusing
+            // reason ("relative URL without a base"): name the variables instead.
+            Ok(text) if text.trim().is_empty() && !s.get_ref().trim().is_empty() => {
+                let empty: Vec<String> = expand::variables(s.get_ref())
+                    .into_iter()
+                    .filter(|v| (self.env)(v).is_some_and(|x| x.trim().is_empty()))
+                    .collect();
+                if empty.is_empty() {
+                    return Some(text);
+                }
+                self.p.at(
+                    Some(s.span()),
+                    format!(
+                        "`{key}` is empty: the environment variable {} is set to an empty string",
+                        empty.join(", ")
+                    ),
+                );
+                None
+            }
             Ok(text) => Some(text),
             Err(errors) => {
                 for error in errors {
