@@ -50,6 +50,10 @@ enum Command {
         /// An event JSON file, or an event type for a built-in sample
         #[arg(long, default_value = "print.completed", value_name = "FILE or TYPE")]
         event: String,
+        /// Also print, per destination, a link that shows the message as the platform draws it
+        /// (Slack's Block Kit Builder, Discohook); it holds no webhook URL or token
+        #[arg(long)]
+        links: bool,
     },
     /// Inspect and replay the durable queue
     Deliveries {
@@ -94,10 +98,13 @@ enum Command {
 enum DeliveriesAction {
     /// A table of deliveries, newest first
     List {
-        #[arg(long, value_name = "pending|dead|done")]
+        /// Only deliveries in this state
+        #[arg(long, value_name = "pending|dead|done|superseded")]
         state: Option<String>,
+        /// Only deliveries to this destination
         #[arg(long, value_name = "NAME")]
         destination: Option<String>,
+        /// At most this many rows, newest first
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -114,6 +121,7 @@ enum DeliveriesAction {
     },
     /// Delete done and dead deliveries (and old event ids) older than a duration
     Purge {
+        /// Age of the last update, e.g. 30d or 12h
         #[arg(long, value_name = "DURATION")]
         older_than: String,
     },
@@ -192,7 +200,9 @@ fn run(cli: Cli) -> CommandResult {
                 .map_err(Failure::runtime)
         }
         Command::Check => commands::check::run(&config_path, out),
-        Command::Preview { event } => commands::preview::run(&config_path, &event, out),
+        Command::Preview { event, links } => {
+            commands::preview::run(&config_path, &event, links, out)
+        }
         Command::Deliveries { store, action } => {
             let store = store_path(&config_path, store)?;
             match action {

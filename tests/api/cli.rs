@@ -692,6 +692,96 @@ fn assert_untouched(l: &TcpListener) {
 }
 
 #[test]
+fn preview_says_why_each_route_did_not_take_the_event() {
+    let cfg = preview_config(9);
+    let (code, out, err) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.created"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("route 1 does not take it: event type print.created is not in its events [print.completed, print.failed]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route 3 does not take it: it takes untagged generations only, and this one has tags [marketing, banners]"),
+        "{out}"
+    );
+    // print.failed's sample is tagged `alerts`: route 1 wants Marketing.
+    let (code, out, _) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.failed"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("route 1 does not take it: no tag in common: it wants any of [marketing], the generation has [alerts]"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("route 2 does not take it"),
+        "route 2 takes it: {out}"
+    );
+}
+
+#[test]
+fn preview_links_show_each_message_drawn_by_the_platform_without_secrets() {
+    use base64::Engine;
+    let (listener, port) = watched_port();
+    let cfg = preview_config(port);
+    let args = [
+        "preview",
+        "--config",
+        cfg.p(),
+        "--event",
+        "print.completed",
+        "--links",
+    ];
+    let (code, out, err) = cli(&args, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_untouched(&listener);
+    assert!(
+        !out.contains(SLACK_TOKEN) && !out.contains(DISCORD_TOKEN),
+        "{out}"
+    );
+    let blocks = preview_blocks(&out);
+    let body = |name: &str| {
+        blocks
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, b)| b.clone())
+            .unwrap_or_else(|| panic!("no {name}:\n{out}"))
+    };
+    let link = |name: &str| -> String {
+        let marker = format!("-- {name}: see it drawn: ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&marker))
+            .unwrap_or_else(|| panic!("no link for {name}:\n{out}"))
+            .to_string()
+    };
+    let slack = link("team-slack");
+    let encoded = slack
+        .strip_prefix("https://app.slack.com/block-kit-builder/#")
+        .expect("Block Kit Builder link");
+    let decoded = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .expect("utf-8");
+    let shown: Value = serde_json::from_str(&decoded).expect("JSON");
+    assert_eq!(shown, json!({"blocks": body("team-slack")["blocks"]}));
+
+    let discord = link("oncall");
+    let data = discord
+        .strip_prefix("https://discohook.app/?data=")
+        .expect("Discohook link");
+    assert!(!data.contains('='), "unpadded");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(data)
+        .expect("base64url");
+    let shown: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(shown, json!({"messages": [{"data": body("oncall")}]}));
+    assert!(shown.get("targets").is_none());
+}
+
+#[test]
 fn preview_of_a_live_destination_shows_the_first_post_the_edit_and_the_ping() {
     let (listener, port) = watched_port();
     let cfg = preview_config(port);
