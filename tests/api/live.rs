@@ -9,13 +9,18 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::mock_chat::{describe_all, MockChat, Received, Reply};
+use testkit::mock_slack_api::{
+    self, Limit, MockSlackApi, SlackMessage, SlackReply, POST_MESSAGE, UPDATE,
+};
 use testkit::store::Delivery;
 use testkit::{config_text, fixture, free_port, run_cli, validate, ChildService, Service};
 
 const WAIT: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_millis(1500);
 const D: &str = "/api/webhooks/2001/live-token-one";
+const S: &str = "/services/T000/B000/live-slack-hook";
 const ROLE: &str = "123456789012345678";
+const SLACK_USER: &str = "U0ONCALL01";
 const SERVER_ERROR: &str = r#"{"message": "Internal Server Error", "code": 0}"#;
 
 const GREY: u64 = 0x95A5A6;
@@ -91,6 +96,14 @@ fn failed(id: &str, generation: &str) -> Value {
 
 fn discord(name: &str, url: &str, extra: &str) -> String {
     format!("[destinations.{name}]\nkind = \"discord\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+fn slack_api(name: &str, api: &MockSlackApi, token: &str) -> String {
+    format!(
+        "[destinations.{name}]\nkind = \"slack\"\ntoken = \"{token}\"\nchannel = \"{}\"\napi_url = \"{}\"\n\n",
+        MockSlackApi::CHANNEL,
+        api.api_url()
+    )
 }
 
 fn route(to: &[&str], mention: &[&str]) -> String {
@@ -886,4 +899,502 @@ async fn kill_9_mid_generation_then_restart_shows_the_final_state() {
         all(&mock)
     );
     assert_edits_are_quiet(&e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slack through the Web API
+// ---------------------------------------------------------------------------------------------
+
+fn slack_text(m: &SlackMessage) -> String {
+    format!("{} {}", m.text, m.blocks)
+}
+
+async fn slack_shown(
+    api: &MockSlackApi,
+    what: &str,
+    pred: impl Fn(&SlackMessage) -> bool,
+) -> SlackMessage {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = api.messages(MockSlackApi::CHANNEL);
+        if let Some(m) = list.into_iter().rev().find(|m| !m.deleted && pred(m)) {
+            return m;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {WAIT:?} waiting for a Slack message that {what}; messages: {:#?}\nrequests:\n{}",
+                api.messages(MockSlackApi::CHANNEL),
+                describe_all(&api.requests())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn slack_all(api: &MockSlackApi) -> String {
+    describe_all(&api.requests())
+}
+
+fn slack_completed(m: &SlackMessage, generation: &str) -> bool {
+    m.image_urls() == (1..=4).map(|i| img(generation, i)).collect::<Vec<_>>()
+        && slack_text(m).contains("print.completed")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_a_generation_is_one_message_updated_to_completed() {
+    let api = MockSlackApi::start().await;
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[])
+    );
+    let svc = Service::start("", &rest).await;
+    let g = "gen-slack-h8";
+    post_all(&svc, &story(g)).await;
+    let m = slack_shown(&api, "shows 4 images", |m| slack_completed(m, g)).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(api.requests().len(), QUIET).await;
+
+    let reqs = api.requests();
+    assert!(
+        reqs.iter().all(mock_slack_api::is_ok),
+        "every call taken (none refused, no 429):\n{}",
+        slack_all(&api)
+    );
+    let posts = api.posts();
+    assert_eq!(posts.len(), 1, "one chat.postMessage:\n{}", slack_all(&api));
+    let updates = api.updates();
+    assert!(
+        !updates.is_empty() && updates.len() <= 6,
+        "at most 6 chat.update:\n{}",
+        slack_all(&api)
+    );
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {}", MockSlackApi::TOKEN).as_str())
+        );
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+    }
+    let post = posts[0].json.as_ref().unwrap();
+    assert_eq!(post["channel"], MockSlackApi::CHANNEL);
+    assert_eq!(
+        (&post["unfurl_links"], &post["unfurl_media"]),
+        (&json!(false), &json!(false)),
+        "{post}"
+    );
+    for u in &updates {
+        let body = u.json.as_ref().unwrap();
+        assert_eq!(body["channel"], MockSlackApi::CHANNEL);
+        assert_eq!(body["ts"], json!(m.ts), "updates of the posted message");
+        assert!(
+            body["text"].is_string() && body["blocks"].is_array(),
+            "{body}"
+        );
+    }
+    assert_eq!(m.edits as usize, updates.len());
+    assert_eq!(
+        m.image_urls(),
+        (1..=4).map(|i| img(g, i)).collect::<Vec<_>>()
+    );
+    assert!(
+        m.text.contains("is ready (4 images)"),
+        "the completed title: {m:?}"
+    );
+    assert_eq!(api.messages(MockSlackApi::CHANNEL).len(), 1);
+    assert_eq!(rows.len(), 7);
+    assert_eq!(
+        count(&rows, "done"),
+        1 + updates.len(),
+        "{:?}",
+        states(&rows)
+    );
+    assert_eq!(count(&rows, "superseded"), 6 - updates.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_a_bad_token_is_dead_at_once_after_one_request() {
+    let api = MockSlackApi::start().await;
+    let revoked = "xoxb-1000000001-3000000003-revokedtoken01";
+    api.add_token(revoked);
+    api.revoke_token(revoked);
+    let wrong = "xoxb-1000000001-4000000004-unknowntoken1";
+    let rest = format!(
+        "{}{}{}",
+        slack_api("revoked", &api, revoked),
+        slack_api("wrong", &api, wrong),
+        route(&["revoked", "wrong"], &[])
+    );
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&story("gen-token-i9")[0], 2).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(2, QUIET).await;
+    let reqs = api.requests();
+    assert_eq!(
+        reqs.len(),
+        2,
+        "one request each, not retried:\n{}",
+        slack_all(&api)
+    );
+    for (name, token, code) in [
+        ("revoked", revoked, "token_revoked"),
+        ("wrong", wrong, "invalid_auth"),
+    ] {
+        let sent: Vec<&Received> = reqs
+            .iter()
+            .filter(|r| r.header("authorization") == Some(format!("Bearer {token}").as_str()))
+            .collect();
+        assert_eq!(sent.len(), 1, "{name}:\n{}", slack_all(&api));
+        assert_eq!(mock_slack_api::error_of(sent[0]).as_deref(), Some(code));
+        let d = rows.iter().find(|d| d.destination == name).unwrap();
+        assert_eq!(d.state, "dead", "{d:?}");
+        assert_eq!(d.attempts, 1, "{d:?}");
+        assert!(
+            d.last_error.as_deref().is_some_and(|e| e.contains(code)),
+            "the platform's error is kept: {d:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_message_not_found_on_update_is_posted_anew() {
+    let api = MockSlackApi::start().await;
+    let mention = format!("user:{SLACK_USER}");
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[&mention])
+    );
+    let svc = Service::start("", &rest).await;
+    let events = story("gen-gone-j10");
+    svc.post_accepted(&events[0], 1).await;
+    let first = api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    let first_body = first[0].json.clone().unwrap();
+    assert!(
+        first_body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("<@{SLACK_USER}>"))),
+        "the first post pings: {first_body}"
+    );
+    settled(&svc).await;
+    let old = api.messages(MockSlackApi::CHANNEL).pop().unwrap();
+    assert!(api.delete_message(MockSlackApi::CHANNEL, &old.ts));
+
+    svc.post_accepted(&events[1], 1).await;
+    let posts = api.wait_for_ok(POST_MESSAGE, 2, WAIT).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(3, QUIET).await;
+    let updates = api.calls(UPDATE);
+    assert_eq!(updates.len(), 1, "{}", slack_all(&api));
+    assert_eq!(
+        mock_slack_api::error_of(&updates[0]).as_deref(),
+        Some("message_not_found")
+    );
+    assert_eq!(updates[0].json.as_ref().unwrap()["ts"], json!(old.ts));
+    assert!(updates[0].at < posts[1].at);
+    let repost = posts[1].json.as_ref().unwrap();
+    assert!(
+        !repost.to_string().contains(SLACK_USER),
+        "a re-post pings nobody: {repost}"
+    );
+    assert!(repost.get("thread_ts").is_none());
+    let now = slack_shown(&api, "shows active", |m| {
+        slack_text(m).contains("print.active")
+    })
+    .await;
+    assert_ne!(now.ts, old.ts);
+    assert_eq!(count(&rows, "dead"), 0, "{rows:#?}");
+    assert_eq!(count(&rows, "done"), 2, "{rows:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_a_failure_updates_the_message_and_pings_in_its_thread() {
+    let api = MockSlackApi::start().await;
+    let mention = format!("user:{SLACK_USER}");
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[&mention])
+    );
+    let svc = Service::start("", &rest).await;
+    let g = "gen-slack-fail-k11";
+    svc.post_accepted(&story(g)[0], 1).await;
+    api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    settled(&svc).await;
+    let parent = api.messages(MockSlackApi::CHANNEL).pop().unwrap();
+
+    svc.post_accepted(&failed("slack-fail-1", g), 1).await;
+    api.wait_for_ok(POST_MESSAGE, 2, WAIT).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(api.requests().len(), QUIET).await;
+    let (posts, updates, replies) = (api.posts(), api.updates(), api.replies());
+    assert_eq!(
+        (posts.len(), updates.len(), replies.len()),
+        (1, 1, 1),
+        "{}",
+        slack_all(&api)
+    );
+    let update = updates[0].json.as_ref().unwrap();
+    assert_eq!(update["ts"], json!(parent.ts));
+    assert!(
+        !update.to_string().contains(SLACK_USER),
+        "the edit pings nobody"
+    );
+    let reply = replies[0].json.as_ref().unwrap();
+    assert_eq!(reply["thread_ts"], json!(parent.ts), "{reply}");
+    assert_eq!(reply["reply_broadcast"], true);
+    assert!(
+        reply["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("<@{SLACK_USER}>"))),
+        "{reply}"
+    );
+    assert!(updates[0].at < replies[0].at);
+    let shown = api.message(MockSlackApi::CHANNEL, &parent.ts).unwrap();
+    assert!(slack_text(&shown).contains("print.failed"), "{shown:?}");
+    assert_eq!(count(&rows, "dead"), 0, "{rows:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_a_generation_whose_first_event_is_a_failure_is_one_message_that_pings() {
+    let api = MockSlackApi::start().await;
+    let mention = format!("user:{SLACK_USER}");
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[&mention])
+    );
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&failed("slack-fail-first", "gen-slack-ff-r18"), 1)
+        .await;
+    let posts = api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(1, QUIET).await;
+    let body = posts[0].json.as_ref().unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("<@{SLACK_USER}>"))),
+        "{body}"
+    );
+    assert!(body.get("thread_ts").is_none(), "{body}");
+    assert!(api.replies().is_empty() && api.updates().is_empty());
+    let ping = rows.iter().find(|d| d.role == "ping").expect("ping stored");
+    assert_eq!(ping.state, "superseded", "{rows:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_a_429_waits_retry_after_then_delivers() {
+    let api = MockSlackApi::start().await;
+    api.script(
+        POST_MESSAGE,
+        vec![SlackReply::RateLimited {
+            retry_after_secs: 2,
+        }],
+    );
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[])
+    );
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&story("gen-429-l12")[0], 1).await;
+    api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    let rows = settled(&svc).await;
+    let calls = api.requests();
+    assert_eq!(calls.len(), 2, "{}", slack_all(&api));
+    assert_eq!(calls[0].status, 429);
+    let gap = calls[1].at.duration_since(calls[0].at);
+    // 10 ms of slack for the millisecond rounding of the stored schedule.
+    assert!(
+        gap >= Duration::from_millis(1990),
+        "asked to wait 2 s, came back after {gap:?}\n{}",
+        slack_all(&api)
+    );
+    assert!(gap < Duration::from_secs(10), "{gap:?}");
+    assert_eq!(rows[0].state, "done", "{rows:#?}");
+    assert_eq!(api.messages(MockSlackApi::CHANNEL).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_updates_over_the_limit_wait_and_are_coalesced() {
+    let api = MockSlackApi::start().await;
+    // Much tighter than Slack's Tier 3: one update, then one every 3 s.
+    api.set_limit(UPDATE, Some(Limit::new(Duration::from_secs(3), 1)));
+    let rest = format!(
+        "{}{}",
+        slack_api("s", &api, MockSlackApi::TOKEN),
+        route(&["s"], &[])
+    );
+    let svc = Service::start("", &rest).await;
+    let g = "gen-slack-limit-p16";
+    post_all(&svc, &story(g)).await;
+    let m = slack_shown(&api, "shows 4 images", |m| slack_completed(m, g)).await;
+    let rows = settled(&svc).await;
+    api.assert_quiet(api.requests().len(), QUIET).await;
+    let calls = api.calls(UPDATE);
+    // After each 429, nothing before its Retry-After.
+    let limited: Vec<&Received> = calls.iter().filter(|r| r.status == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "the tight limit was hit:\n{}",
+        slack_all(&api)
+    );
+    for r in limited {
+        let secs: u64 = r
+            .response_header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After on a 429");
+        let next = api.requests().into_iter().find(|n| n.at > r.at);
+        let next = next.expect("a call after the 429");
+        let gap = next.at.duration_since(r.at);
+        assert!(
+            gap + Duration::from_millis(10) >= Duration::from_secs(secs),
+            "a 429 said {secs} s; the next call came after {gap:?}\n{}",
+            slack_all(&api)
+        );
+    }
+    let ok = api.updates();
+    assert!(
+        ok.len() <= 3,
+        "the waiting updates were coalesced:\n{}",
+        slack_all(&api)
+    );
+    assert_eq!(api.posts().len(), 1, "{}", slack_all(&api));
+    assert_eq!(m.edits as usize, ok.len());
+    assert_eq!(count(&rows, "dead"), 0, "{rows:#?}");
+    assert!(count(&rows, "superseded") >= 3, "{:?}", states(&rows));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_tokens_never_appear_in_the_log() {
+    let api = MockSlackApi::start().await;
+    // A transient error (retried, logged) on the good destination; a revoked token on the other.
+    api.script(POST_MESSAGE, vec![SlackReply::error("internal_error")]);
+    let revoked = "xoxb-1000000001-5000000005-revokedsecret";
+    api.add_token(revoked);
+    api.revoke_token(revoked);
+    let setup = ChildSetup::new(&format!(
+        "{}{}{}",
+        slack_api("good", &api, MockSlackApi::TOKEN),
+        slack_api("bad", &api, revoked),
+        route(&["good", "bad"], &[&format!("user:{SLACK_USER}")])
+    ));
+    let child = setup.start("tokens", "debug").await;
+    let g = "gen-log-m13";
+    let events = story(g);
+    for e in &events[..2] {
+        setup.post(&child, e, 2).await;
+    }
+    setup.post(&child, &failed("log-fail", g), 2).await;
+    let rows = settled_at(&setup.store()).await;
+    assert!(
+        rows.iter()
+            .filter(|d| d.destination == "good")
+            .all(|d| d.state != "dead"),
+        "{rows:#?}\n{}",
+        child.log()
+    );
+    assert!(rows
+        .iter()
+        .any(|d| d.destination == "bad" && d.state == "dead"));
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.status == 200
+                && mock_slack_api::error_of(r).as_deref() == Some("internal_error")),
+        "{}",
+        slack_all(&api)
+    );
+    let log = child.log();
+    assert!(log.contains("token_revoked"), "the error is logged:\n{log}");
+    for secret in [
+        MockSlackApi::TOKEN,
+        revoked,
+        "mockbottoken",
+        "revokedsecret",
+    ] {
+        assert!(!log.contains(secret), "a token in the log:\n{log}");
+    }
+    assert!(!log.contains("xoxb-"), "a token in the log:\n{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// both modes on one route
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_each_slack_webhook_and_a_live_discord_destination_on_one_route() {
+    let mock = MockChat::start().await;
+    let rest = format!(
+        "[destinations.team]\nkind = \"slack\"\nurl = \"{}\"\n\n{}{}",
+        mock.url(S),
+        discord("oncall", &mock.url(D), ""),
+        route(&["team", "oncall"], &[])
+    );
+    let svc = Service::start("", &rest).await;
+    let g = "gen-mixed-n14";
+    for e in story(g) {
+        svc.post_accepted(&e, 2).await;
+    }
+    let slack = mock.wait_for_ok(S, 7, WAIT).await;
+    let m = shown(&mock, D, "shows the completed state", |m| {
+        is_completed(m, g)
+    })
+    .await;
+    let rows = settled(&svc).await;
+    let n = mock.requests().len();
+    mock.assert_quiet(S, 7, QUIET).await;
+    assert_eq!(mock.requests().len(), n, "{}", all(&mock));
+
+    // Slack incoming webhook: every event, in order.
+    let order: Vec<String> = slack
+        .iter()
+        .map(|r| {
+            let t = r.text();
+            ["created", "active", "progress", "completed"]
+                .into_iter()
+                .find(|k| t.contains(&format!("print.{k}")))
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "created",
+            "active",
+            "progress",
+            "progress",
+            "progress",
+            "progress",
+            "completed"
+        ]
+    );
+    let last = slack[6].json.as_ref().unwrap();
+    let images: Vec<&Value> = last["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "image")
+        .collect();
+    assert_eq!(images.len(), 4, "{last}");
+    assert!(rows
+        .iter()
+        .filter(|d| d.destination == "team")
+        .all(|d| d.mode == "each" && d.state == "done"));
+
+    // Discord: one message, edited.
+    assert_eq!(posts(&mock, D).len(), 1, "{}", all(&mock));
+    let e = patches(&mock, D);
+    assert!(!e.is_empty() && e.len() <= 6, "{}", all(&mock));
+    assert_edits_are_quiet(&e);
+    assert_gallery_of_four(&m, g);
+    assert!(rows
+        .iter()
+        .filter(|d| d.destination == "oncall")
+        .all(|d| d.mode == "live" && d.state != "dead" && d.state != "pending"));
 }
