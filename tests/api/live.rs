@@ -394,23 +394,37 @@ async fn each_mode_still_posts_every_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_that_answered_500_gets_one_post_per_generation() {
-    down_then_back(Reply::Status(500, SERVER_ERROR.into()), "", true).await;
+    down_then_back(
+        "down-500",
+        Reply::Status(500, SERVER_ERROR.into()),
+        "",
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_that_hung_gets_one_post_per_generation() {
-    down_then_back(Reply::Hang, "[delivery]\ntimeout = \"1s\"\n\n", false).await;
+    down_then_back(
+        "down-hang",
+        Reply::Hang,
+        "[delivery]\ntimeout = \"1s\"\n\n",
+        false,
+    )
+    .await;
 }
 
 /// The destination answers `down` while two generations' events arrive (`interleaved`: A1,
 /// B1, A2, B2, …; else A's seven, then B's), then recovers.
-async fn down_then_back(down: Reply, delivery: &str, interleaved: bool) {
+/// `name`: the destination, unique to the test (its metrics are read from the process-wide
+/// recorder).
+async fn down_then_back(name: &str, down: Reply, delivery: &str, interleaved: bool) {
     let mock = MockChat::start().await;
     mock.set_default(D, down);
     let rest = format!(
         "{delivery}{}{}",
-        discord("down", &mock.url(D), ""),
-        route(&["down"], &[])
+        discord(name, &mock.url(D), ""),
+        route(&[name], &[])
     );
     let svc = Service::start("", &rest).await;
     let (a, b) = ("gen-down-a", "gen-down-b");
@@ -474,8 +488,16 @@ async fn down_then_back(down: Reply, delivery: &str, interleaved: bool) {
     assert!(
         listed
             .iter()
-            .all(|l| l.contains("superseded") && l.contains("down")),
+            .all(|l| l.contains("superseded") && l.contains(name)),
         "{out}"
+    );
+    // And the metrics count them.
+    let text = scrape(&svc).await;
+    let labels = [("destination", name), ("outcome", "superseded")];
+    assert_eq!(
+        metric(&text, "printbell_deliveries_total", &labels),
+        superseded as f64,
+        "{text}"
     );
 }
 
