@@ -363,6 +363,44 @@ fn send_test_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn send_test_through_the_slack_web_api_says_the_message_ts() {
+    use testkit::mock_slack_api::{MockSlackApi, POST_MESSAGE};
+    let api = MockSlackApi::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.team]\nkind = \"slack\"\ntoken = \"{}\"\nchannel = \"{}\"\napi_url = \"{}\"\n[[routes]]\nto = [\"team\"]\n",
+        MockSlackApi::TOKEN,
+        MockSlackApi::CHANNEL,
+        api.api_url()
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "send-test",
+            "--to",
+            "team",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let posted = api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    let messages = api.messages(MockSlackApi::CHANNEL);
+    assert_eq!(messages.len(), 1, "{posted:?}");
+    let ts = &messages[0].ts;
+    assert!(
+        out.contains(&format!(
+            "message ts {ts} in channel {}",
+            MockSlackApi::CHANNEL
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(MockSlackApi::TOKEN) && !err.contains(MockSlackApi::TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn send_test_posts_for_real_and_reports_the_answer() {
     let mock = MockChat::start().await;
     let dir = tempfile::tempdir().expect("dir");
