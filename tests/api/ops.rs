@@ -362,6 +362,34 @@ fn send_test_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     config
 }
 
+#[test]
+fn subscribe_refuses_a_url_whose_path_printbell_does_not_listen_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("n.toml");
+    let rest = "[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"out\"]\n";
+    std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write");
+    let cfg = config.to_str().expect("utf-8");
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            cfg,
+            "subscribe",
+            "--url",
+            "https://bell.example.com/webhook",
+        ],
+        &[
+            ("ALLIMAGES_API_KEY", "k"),
+            ("ALLIMAGES_API_BASE", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("is not this receiver's webhook path `/webhooks/all-images`")
+            && err.contains("use https://bell.example.com/webhooks/all-images"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn send_test_through_the_slack_web_api_says_the_message_ts() {
     use testkit::mock_slack_api::{MockSlackApi, POST_MESSAGE};
@@ -591,7 +619,7 @@ async fn subscribe_and_unsubscribe_call_the_all_images_api() {
             cfg,
             "subscribe",
             "--url",
-            "https://bell.example.com/h",
+            "https://bell.example.com/webhooks/all-images",
         ],
         &bad,
     );
@@ -604,7 +632,13 @@ async fn subscribe_and_unsubscribe_call_the_all_images_api() {
     assert!(!out.contains("bad-key") && !err.contains("bad-key"));
 
     let (code, _, err) = run_cli(
-        &["--config", cfg, "subscribe", "--url", "https://x.example/h"],
+        &[
+            "--config",
+            cfg,
+            "subscribe",
+            "--url",
+            "https://x.example/webhooks/all-images",
+        ],
         &[("ALLIMAGES_API_BASE", base.as_str())],
     );
     assert_eq!(code, 1);
