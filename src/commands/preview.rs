@@ -1,7 +1,7 @@
 //! `printbell preview`: which destinations an event reaches and the exact JSON body each
 //! would receive. No network, no store.
 
-use super::{load, CommandResult, Failure};
+use super::{load_leaving_out_unset_secrets, CommandResult, Failure};
 use crate::config::Mode;
 use crate::platform::{self, Action};
 use crate::{event, routing, samples};
@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// `event` is a file path or an event type (built-in sample).
 pub fn run(config: &Path, event_arg: &str, links: bool, out: &mut dyn Write) -> CommandResult {
-    let loaded = load(config)?;
+    let (loaded, _) = load_leaving_out_unset_secrets(config)?;
     let body: Vec<u8> = match samples::by_name(event_arg) {
         Some(s) => s.as_bytes().to_vec(),
         None => std::fs::read(event_arg).map_err(|e| {

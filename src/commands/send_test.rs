@@ -2,7 +2,7 @@
 //! it for real (bypassing the queue), and print the platform's answer. The first thing to run
 //! after pasting a webhook URL. Configured mentions are left out: a test should not page anyone.
 
-use super::{load, CommandResult, Failure};
+use super::{load_leaving_out_unset_secrets, CommandResult, Failure};
 use crate::platform::{self, http, Action, Outcome};
 use crate::routing::Target;
 use crate::{event, samples};
@@ -10,8 +10,11 @@ use std::io::Write;
 use std::path::Path;
 
 pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write) -> CommandResult {
-    let loaded = load(config)?;
+    let (loaded, left_out) = load_leaving_out_unset_secrets(config)?;
     let c = &loaded.config;
+    if let Some((_, why)) = left_out.iter().find(|(d, _)| d == to) {
+        return Err(Failure::invalid(format!("--to {to}: {why}")));
+    }
     let Some(dest) = c.destinations.get(to) else {
         let names: Vec<&str> = c.destinations.keys().map(String::as_str).collect();
         let hint = crate::config::nearest(to, names.iter().copied())

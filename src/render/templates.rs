@@ -327,6 +327,7 @@ fn problem(
             field.name(),
             e.detail().unwrap_or(&e.kind().to_string())
         ),
+        unset_secret_of: None,
     }
 }
 

@@ -692,6 +692,34 @@ fn assert_untouched(l: &TcpListener) {
 }
 
 #[test]
+fn preview_and_send_test_leave_out_destinations_whose_secret_is_unset() {
+    let cfg = Cfg::new(
+        "[destinations.team]\nkind = \"slack\"\nurl = \"${PB_UNSET_SLACK_URL}\"\n[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"team\", \"out\"]\n",
+    );
+    let (code, out, err) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.created"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("destination `team` is left out") && err.contains("PB_UNSET_SLACK_URL"),
+        "{err}"
+    );
+    let names: Vec<String> = preview_blocks(&out).into_iter().map(|b| b.0).collect();
+    assert_eq!(names, ["out"], "{out}");
+    // The destination whose secret is missing cannot be tested, and says why.
+    let (code, _, err) = cli(&["send-test", "--config", cfg.p(), "--to", "team"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--to team") && err.contains("PB_UNSET_SLACK_URL"),
+        "{err}"
+    );
+    // serve's and check's rules stay strict.
+    let (code, _, err) = cli(&["check", "--config", cfg.p()], &[]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
 fn preview_says_why_each_route_did_not_take_the_event() {
     let cfg = preview_config(9);
     let (code, out, err) = cli(

@@ -62,6 +62,14 @@ struct Validator<'a> {
     warnings: Vec<String>,
 }
 
+/// The destination whose secret `key` is (`destinations.NAME.url`, `url_file`, `token`,
+/// `token_file`), if it is one.
+fn secret_of(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("destinations.")?;
+    let (name, field) = rest.rsplit_once('.')?;
+    matches!(field, "url" | "url_file" | "token" | "token_file").then(|| name.to_string())
+}
+
 impl Validator<'_> {
     /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
     fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
@@ -88,15 +96,23 @@ impl Validator<'_> {
             Ok(text) => Some(text),
             Err(errors) => {
                 for error in errors {
-                    let message = match error {
-                        ExpandError::Unset(name) => format!(
-                            "`{key}` uses the environment variable {name}, which is not set"
+                    let (message, unset) = match error {
+                        ExpandError::Unset(name) => (
+                            format!(
+                                "`{key}` uses the environment variable {name}, which is not set"
+                            ),
+                            true,
                         ),
                         ExpandError::Unclosed => {
-                            format!("`{key}` has `${{` without a closing `}}`")
+                            (format!("`{key}` has `${{` without a closing `}}`"), false)
                         }
                     };
                     self.p.at(Some(s.span()), message);
+                    if let (true, Some(dest), Some(last)) =
+                        (unset, secret_of(key), self.p.list.last_mut())
+                    {
+                        last.unset_secret_of = Some(dest);
+                    }
                 }
                 None
             }
