@@ -72,6 +72,16 @@ enum Command {
         #[arg(long, default_value = "print.completed", value_name = "TYPE")]
         event: String,
     },
+    /// Send an event through the real routing and templates to every destination it reaches,
+    /// for real (bypassing the queue), with one confirmation line per destination
+    Send {
+        /// An event JSON file, or an event type for a built-in sample
+        #[arg(long, value_name = "FILE or TYPE")]
+        event: String,
+        /// Also ping the routes' mentions (without it, nobody is pinged)
+        #[arg(long)]
+        mention: bool,
+    },
     /// Register this receiver with the all-images.ai API (ALLIMAGES_API_KEY, ALLIMAGES_API_BASE)
     Subscribe {
         /// The public URL of this receiver's webhook path
@@ -228,6 +238,9 @@ fn run(cli: Cli) -> CommandResult {
                     runtime()?.block_on(commands::deliveries::purge(&store, &older_than, out))
                 }
             }
+        }
+        Command::Send { event, mention } => {
+            runtime()?.block_on(commands::send::run(&config_path, &event, mention, out))
         }
         Command::SendTest { to, event } => {
             runtime()?.block_on(commands::send_test::run(&config_path, &to, &event, out))

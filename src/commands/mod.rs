@@ -5,6 +5,7 @@ pub mod check;
 pub mod deliveries;
 pub mod healthcheck;
 pub mod preview;
+pub mod send;
 pub mod send_test;
 pub mod subscribe;
 

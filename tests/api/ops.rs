@@ -362,6 +362,69 @@ fn send_test_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     config
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn send_posts_an_event_through_the_real_routes() {
+    let mock = MockChat::start().await;
+    let (d, quiet) = ("/api/webhooks/3/routetoken", "/api/webhooks/4/othertoken");
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.oncall]\nkind = \"discord\"\nurl = \"{}\"\n[destinations.team]\nkind = \"discord\"\nurl = \"{}\"\n\
+         [[routes]]\nevents = [\"print.failed\"]\nto = [\"oncall\"]\nmention = [\"role:123456789012345678\"]\n\
+         [[routes]]\nevents = [\"print.completed\"]\nto = [\"team\"]\n",
+        mock.url(d),
+        mock.url(quiet)
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let cfg = config.to_str().expect("utf-8");
+    let (code, out, err) = run_cli(&["--config", cfg, "send", "--event", "print.failed"], &[]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("sending print.failed evt_01HZX0005 to oncall") && out.contains("route 1"),
+        "{out}"
+    );
+    assert!(out.contains("oncall answered 200"), "{out}");
+    let got = mock.wait_for_ok(d, 1, WAIT).await;
+    let body = got[0].json.clone().expect("json");
+    assert_eq!(
+        body["embeds"][0]["color"], 0xE74C3C,
+        "the route's real template"
+    );
+    assert!(
+        body.get("content").is_none(),
+        "no ping without --mention: {body}"
+    );
+    assert!(
+        mock.requests_to(quiet).is_empty(),
+        "the other route does not take it"
+    );
+
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            cfg,
+            "send",
+            "--event",
+            "print.failed",
+            "--mention",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let got = mock.wait_for_ok(d, 2, WAIT).await;
+    let body = got[1].json.clone().expect("json");
+    assert_eq!(
+        body["allowed_mentions"]["roles"],
+        json!(["123456789012345678"])
+    );
+
+    let (code, out, err) = run_cli(&["--config", cfg, "send", "--event", "print.created"], &[]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("reaches no destination"), "{err}");
+    assert!(out.contains("route 1 does not take it"), "{out}");
+    assert!(!out.contains("routetoken") && !err.contains("routetoken"));
+}
+
 #[test]
 fn subscribe_refuses_a_url_whose_path_printbell_does_not_listen_on() {
     let dir = tempfile::tempdir().expect("dir");
