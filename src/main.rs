@@ -117,6 +117,14 @@ enum DeliveriesAction {
         /// At most this many rows, newest first
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// A JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything stored about one delivery: body, attempts, last error, message id
+    Show {
+        /// The delivery's id, as `deliveries list` shows it
+        id: i64,
     },
     /// Send a dead (or pending) delivery again; a done one only with --force
     Retry {
@@ -220,13 +228,18 @@ fn run(cli: Cli) -> CommandResult {
                     state,
                     destination,
                     limit,
+                    json,
                 } => runtime()?.block_on(commands::deliveries::list(
                     &store,
                     state.as_deref(),
                     destination.as_deref(),
                     limit,
+                    json,
                     out,
                 )),
+                DeliveriesAction::Show { id } => {
+                    runtime()?.block_on(commands::deliveries::show(&store, id, out))
+                }
                 DeliveriesAction::Retry {
                     id,
                     all_dead,

@@ -1141,6 +1141,54 @@ fn store_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
+fn deliveries_show_and_list_json_tell_everything_stored() {
+    let (_dir, store) = store_dir();
+    let s = seed_store(&store);
+    let st = store.to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &["deliveries", "--store", st, "show", &s.old_dead.to_string()],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in [
+        format!("delivery {} to oncall", s.old_dead),
+        "event evt_cli_old (print.failed)".to_string(),
+        "state dead, 1 attempt(s)".to_string(),
+        "last error: 404 Unknown Webhook".to_string(),
+        "\"text\": \"hi\"".to_string(),
+    ] {
+        assert!(out.contains(&want), "no `{want}` in:\n{out}");
+    }
+    let (code, _, err) = cli(&["deliveries", "--store", st, "show", "424242"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no delivery with id 424242"), "{err}");
+
+    let (code, out, err) = cli(&["deliveries", "--store", st, "list", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let all: Value = serde_json::from_str(&out).expect("JSON");
+    let rows = all.as_array().expect("array");
+    assert_eq!(rows.len(), 4, "{out}");
+    let done = rows
+        .iter()
+        .find(|r| r["id"] == s.old_done)
+        .expect("done row");
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["event_id"], "evt_cli_old");
+    assert!(done["received_at"].as_str().is_some_and(|t| t.contains('T')));
+
+    // The table shows the event id and when it was received, and a 200 is not an error.
+    let (_, out, _) = cli(&["deliveries", "--store", st, "list"], &[]);
+    let header = out.lines().next().expect("header");
+    assert!(header.contains("EVENT ID") && header.contains("RECEIVED"), "{header}");
+    let done_line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", s.old_done)))
+        .expect("done line");
+    assert!(done_line.contains("evt_cli_old"), "{done_line}");
+    assert!(!done_line.contains(" 200 "), "a success shown as an error: {done_line}");
+}
+
+#[test]
 fn deliveries_list_shows_the_queue_as_a_table() {
     let (_dir, store) = store_dir();
     let s = seed_store(&store);
