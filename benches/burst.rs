@@ -42,7 +42,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::host::{busy_steal, machine};
+use testkit::host::{busy_steal, cpu_secs, machine};
 use testkit::mock_chat::{MockChat, Received};
 use testkit::mock_slack_api::{self as slack_api, MockSlackApi};
 use testkit::{free_port, ChildService, Launch, WEBHOOK_PATH};
@@ -435,6 +435,8 @@ struct Measured {
     states: BTreeMap<(String, String), usize>,
     steal: f64,
     busy: f64,
+    /// CPU seconds of printbell and of this process, over the wall seconds measured.
+    cpu: (f64, f64, f64),
     problems: Vec<String>,
 }
 
@@ -529,6 +531,7 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
     );
 
     let m0 = machine();
+    let cpu0 = (cpu_secs(svc.pid()), cpu_secs(std::process::id()));
     let start = Instant::now();
     let url = format!("{}{WEBHOOK_PATH}", svc.base);
     let ingest = post_burst(&url, bodies, s.clients, start).await;
@@ -582,6 +585,12 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
         }
     };
     let (busy, steal) = busy_steal(m0, machine());
+    let window = start.elapsed().as_secs_f64();
+    let cpu = (
+        cpu_secs(svc.pid()) - cpu0.0,
+        cpu_secs(std::process::id()) - cpu0.1,
+        window,
+    );
     if reached {
         tokio::time::sleep(s.settle).await;
     }
@@ -609,6 +618,7 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
         states,
         steal,
         busy,
+        cpu,
         problems,
     };
     eprintln!(
@@ -824,8 +834,15 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<boo
         String::new(),
     ]);
     rows.push([
-        format!("{n}: machine busy / hypervisor steal"),
-        format!("{:.0} % / {:.1} %", r.busy * 100.0, r.steal * 100.0),
+        format!("{n}: CPU of printbell / of the bench over the measured time; machine busy / hypervisor steal"),
+        format!(
+            "{:.2} s / {:.2} s in {:.1} s; {:.0} % / {:.1} %",
+            r.cpu.0,
+            r.cpu.1,
+            r.cpu.2,
+            r.busy * 100.0,
+            r.steal * 100.0
+        ),
         String::new(),
         String::new(),
     ]);
