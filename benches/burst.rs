@@ -35,6 +35,7 @@
 //! | `PRINTBELL_BURST_EACH_WAIT` | `150` | at most this many seconds for `mode = "each"` (0 skips it) |
 //! | `PRINTBELL_BURST_SETTLE` | `3` | seconds to watch for requests after the final state |
 //! | `PRINTBELL_BENCH_DIR` | system temp | where the temporary stores are created |
+//! | `PRINTBELL_BURST_TRACE` | unset | `1`: print every request the mock saw (time, post/edit, answer, state shown) |
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -152,7 +153,8 @@ struct Ingest {
     accepted: usize,
     /// Non-202 answers by status (0 = transport error).
     refused: BTreeMap<u16, usize>,
-    /// When each event (by its index in the burst) was answered 202.
+    /// When each event (by its index in the burst) was sent, and answered 202.
+    sent_at: HashMap<usize, Instant>,
     acked_at: HashMap<usize, Instant>,
 }
 
@@ -175,6 +177,7 @@ async fn post_burst(url: &str, bodies: Vec<String>, clients: usize, start: Insta
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
                 let status = match client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -191,7 +194,7 @@ async fn post_burst(url: &str, bodies: Vec<String>, clients: usize, start: Insta
                 };
                 let at = Instant::now();
                 if let Ok(mut a) = answers.lock() {
-                    a.push((i, status, at));
+                    a.push((i, status, sent, at));
                 }
             }
         }));
@@ -203,7 +206,8 @@ async fn post_burst(url: &str, bodies: Vec<String>, clients: usize, start: Insta
         took: start.elapsed(),
         ..Ingest::default()
     };
-    for (i, status, at) in answers.lock().map(|a| a.clone()).unwrap_or_default() {
+    for (i, status, sent, at) in answers.lock().map(|a| a.clone()).unwrap_or_default() {
+        out.sent_at.insert(i, sent);
         if status == 202 {
             out.accepted += 1;
             out.acked_at.insert(i, at);
@@ -429,6 +433,8 @@ struct Measured {
     finals_at: Option<Duration>,
     /// Per generation, completed event acknowledged → final state shown: (median, max).
     stale: Option<(Duration, Duration)>,
+    /// Generations posted before an older one, and examples.
+    disorder: (usize, Vec<String>),
     board: Board,
     tally: Tally,
     /// Delivery states in printbell's store, by role and state.
@@ -474,6 +480,51 @@ fn staleness(calls: &[Call], ingest: &Ingest, generations: usize) -> Option<(Dur
         .collect();
     v.sort();
     Some((*v.get(v.len() / 2)?, *v.last()?))
+}
+
+/// Posts that broke the order of SPEC §4.1 ("posts of different generations go out in the
+/// order their first events were received"): a generation's first post that went out before
+/// the first post of a generation whose first event had been acknowledged before this one's
+/// was even sent (events in flight at the same time may be received in either order).
+/// Returns (how many generations' posts overtook an older one, examples).
+fn out_of_order(calls: &[Call], ingest: &Ingest) -> (usize, Vec<String>) {
+    let mut posted: Vec<usize> = Vec::new();
+    for c in calls.iter().filter(|c| c.ok && !c.edit) {
+        let Some((g, _, _)) = c.body.as_ref().and_then(shown) else {
+            continue;
+        };
+        let Some(g) = g.strip_prefix("burst-gen-").and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if !posted.contains(&g) {
+            posted.push(g);
+        }
+    }
+    // A generation's first event is its `created`, index g of the burst.
+    let mut count = 0;
+    let mut examples = Vec::new();
+    for (i, &b) in posted.iter().enumerate() {
+        let Some(sent_b) = ingest.sent_at.get(&b) else {
+            continue;
+        };
+        let overtaken: Vec<usize> = posted[i + 1..]
+            .iter()
+            .copied()
+            .filter(|a| ingest.acked_at.get(a).is_some_and(|t| t < sent_b))
+            .collect();
+        if let Some(a) = overtaken.first() {
+            count += 1;
+            if examples.is_empty() {
+                examples.push(format!(
+                    "{} went out before {} older ones, {} among them",
+                    generation_id(b),
+                    overtaken.len(),
+                    generation_id(*a)
+                ));
+            }
+        }
+    }
+    (count, examples)
 }
 
 fn tally(calls: &[Call], end: Option<Instant>) -> Tally {
@@ -595,6 +646,9 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
         tokio::time::sleep(s.settle).await;
     }
     let calls = sink.calls();
+    if std::env::var("PRINTBELL_BURST_TRACE").as_deref() == Ok("1") {
+        trace(&calls, start);
+    }
     let board = sink.board();
     svc.kill();
     let mut states = BTreeMap::new();
@@ -612,6 +666,7 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
         end: end_at.map(|e| e.duration_since(start)),
         finals_at: last_final(&calls, start, s.generations),
         stale: staleness(&calls, &ingest, s.generations),
+        disorder: out_of_order(&calls, &ingest),
         tally: tally(&calls, end_at),
         ingest,
         board,
@@ -634,6 +689,30 @@ async fn run_scenario(s: &Settings, sc: &Scenario, sink: Sink) -> Measured {
     );
     drop(dir);
     r
+}
+
+/// Every request of a scenario, one line each (stderr).
+fn trace(calls: &[Call], start: Instant) {
+    for c in calls {
+        let state = c
+            .body
+            .as_ref()
+            .and_then(shown)
+            .map(|(g, ty, images)| format!("{g} {ty} {images} images"))
+            .unwrap_or_else(|| "?".into());
+        eprintln!(
+            "      +{:7.3} s {} {}: {state}",
+            c.at.duration_since(start).as_secs_f64(),
+            if c.edit { "edit" } else { "post" },
+            if c.ok {
+                "ok".to_string()
+            } else if c.limited {
+                "429".to_string()
+            } else {
+                c.refusal.clone().unwrap_or_default()
+            },
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,11 +778,15 @@ fn other_text(t: &Tally) -> String {
         .join(", ")
 }
 
-/// Rows of one scenario: (measure, value, target, result).
-fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<bool>) {
+/// A check: (one of issue 12's targets rather than a contract check, met).
+type Check = (bool, bool);
+
+/// Rows of one scenario and its checks.
+fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<Check>) {
     let mut rows = Vec::new();
     let mut checks = Vec::new();
     let n = sc.name;
+    let target = sc.tag == "discord-live";
     let total = s.events();
     let ingest_ok = r.ingest.accepted == total;
     rows.push([
@@ -737,7 +820,7 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<boo
                     )
                 },
                 if sc.tag == "discord-live" {
-                    checks.push(in_time && ingest_ok);
+                    checks.push((true, in_time && ingest_ok));
                     verdict(in_time && ingest_ok).into()
                 } else {
                     String::new()
@@ -763,7 +846,7 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<boo
                 ),
                 "1 per generation, all final".into(),
                 {
-                    checks.push(all_final);
+                    checks.push((false, all_final));
                     verdict(all_final).into()
                 },
             ]);
@@ -773,7 +856,7 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<boo
                 format!("{} ({})", t.posts, t.posts_ok),
                 format!("{}", s.generations),
                 {
-                    checks.push(posts_ok);
+                    checks.push((target, posts_ok));
                     verdict(posts_ok).into()
                 },
             ]);
@@ -814,8 +897,22 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<boo
         t.limited.to_string(),
         "0".into(),
         {
-            checks.push(no_429);
+            checks.push((target, no_429));
             verdict(no_429).into()
+        },
+    ]);
+    let (late, examples) = &r.disorder;
+    rows.push([
+        format!("{n}: generations posted before an older one (first event acknowledged before theirs was sent)"),
+        if examples.is_empty() {
+            late.to_string()
+        } else {
+            format!("{late} (e.g. {})", examples.join("; "))
+        },
+        "0 (SPEC §4.1 order)".into(),
+        {
+            checks.push((false, *late == 0));
+            verdict(*late == 0).into()
         },
     ]);
     rows.push([
@@ -923,11 +1020,17 @@ async fn run() -> i32 {
             println!("| {a} | {b} | {c} | {d} |");
         }
     }
+    let met = |issue: bool| {
+        let of: Vec<bool> = checks
+            .iter()
+            .filter(|c| c.0 == issue)
+            .map(|c| c.1)
+            .collect();
+        (of.iter().filter(|ok| **ok).count(), of.len())
+    };
     println!();
-    println!(
-        "targets met: {} of {}",
-        checks.iter().filter(|c| **c).count(),
-        checks.len()
-    );
+    let (a, b) = met(true);
+    let (c, d) = met(false);
+    println!("issue 12 targets met (Discord live: final states ≤ {} s, {} posts, no 429): {a} of {b}; contract checks met (one final message per generation, post order, no 429): {c} of {d}", TARGET_FINAL.as_secs(), s.generations);
     0
 }
