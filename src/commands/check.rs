@@ -2,7 +2,6 @@
 //! redacted (scheme and host only).
 
 use super::{CommandResult, Failure};
-use crate::config::redact_url;
 use crate::loaded::Loaded;
 use std::io::Write;
 use std::path::Path;
@@ -37,12 +36,16 @@ pub fn run(path: &Path, out: &mut dyn Write) -> CommandResult {
     )?;
     w(out, format!("{} destination(s):", c.destinations.len()))?;
     for d in c.destinations.values() {
-        let url = d
-            .url
-            .as_ref()
-            .map(redact_url)
-            .unwrap_or_else(|| "stdout".into());
-        w(out, format!("  {} ({}) → {url}", d.name, d.kind.as_str()))?;
+        w(
+            out,
+            format!(
+                "  {} ({}, {}) → {}",
+                d.name,
+                d.kind,
+                d.mode,
+                d.shown_address()
+            ),
+        )?;
     }
     w(out, format!("{} route(s):", c.routes.len()))?;
     for r in &c.routes {

@@ -116,13 +116,23 @@ pub async fn retry(
     store: &Path,
     id: Option<i64>,
     all_dead: bool,
+    force: bool,
     out: &mut dyn Write,
 ) -> CommandResult {
     let store = open(store).await?;
     let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
     match (id.map(DeliveryId), all_dead) {
         (Some(id), false) => {
-            if store.retry(id, now_ms()).await.map_err(failed)? {
+            let found = store.delivery(id).await.map_err(failed)?;
+            if let (Some(d), false) = (&found, force) {
+                if d.state == DeliveryState::Done {
+                    return Err(Failure::invalid(format!(
+                        "delivery {id} was already delivered to {} (done); `deliveries retry {id} --force` posts it again",
+                        d.destination
+                    )));
+                }
+            }
+            if found.is_some() && store.retry(id, now_ms()).await.map_err(failed)? {
                 writeln!(out, "delivery {id} is pending again").map_err(io)?;
                 Ok(())
             } else {

@@ -532,6 +532,10 @@ impl Lane {
             tracing::error!(destination = %self.name, delivery = d.id.0, error = %e, "could not mark dead");
         }
         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "dead").increment(1);
+        // The hint names the config this service runs with, absolute: run from another
+        // directory without it, `deliveries retry` would open another store.
+        let file = self.live.get().config.file.clone();
+        let config = std::fs::canonicalize(&file).unwrap_or(file);
         tracing::error!(
             delivery = d.id.0,
             event = %d.event_id,
@@ -540,7 +544,8 @@ impl Lane {
             attempt = d.attempts + counted as u32,
             status = status.map(i64::from).unwrap_or(-1),
             error = %error,
-            "delivery is dead; `printbell deliveries retry {}` sends it again",
+            "delivery is dead; `printbell --config {} deliveries retry {}` sends it again",
+            config.display(),
             d.id
         );
     }
@@ -592,5 +597,111 @@ async fn mark_done(
 async fn settle(marks: &mut VecDeque<JoinHandle<()>>) {
     while let Some(mark) = marks.pop_front() {
         let _ = mark.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One phase of a step at a time, on a real store, with no clock to wait for.
+    use super::*;
+    use crate::domain::{EventType, Kind};
+    use crate::loaded::Loaded;
+    use crate::shutdown::Trigger;
+    use crate::store::{Accepted, Backend, NewDelivery};
+
+    async fn lane(config: &str) -> (Lane, Trigger, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend = Backend::Sqlite {
+            path: dir.path().join("s.db"),
+        };
+        let store = crate::store::open(&backend).await.expect("store");
+        let config = crate::config::parse(std::path::Path::new("t.toml"), config, &|_| None)
+            .expect("config");
+        let trigger = Trigger::new();
+        let lane = Lane {
+            name: "d".into(),
+            store,
+            live: Live::new(Loaded::from_config(config).expect("loaded")),
+            client: reqwest::Client::new(),
+            notify: Arc::default(),
+            shutdown: trigger.subscribe(),
+            pacers: Arc::default(),
+        };
+        (lane, trigger, dir)
+    }
+
+    const DISCORD: &str = "[destinations.d]\nkind = \"discord\"\nmode = \"each\"\nurl = \"http://127.0.0.1:9/api/webhooks/1/t\"\n";
+
+    async fn one(lane: &Lane, kind: Kind) -> Delivery {
+        let new = NewDelivery::each(EventType::Failed, "g1", "d", kind, "{}".into());
+        let Ok(Accepted::New(_)) = lane.store.accept("e1", vec![new], 1_000).await else {
+            panic!("accepted");
+        };
+        lane.store.heads("d", 1).await.expect("heads").remove(0)
+    }
+
+    #[tokio::test]
+    async fn prepare_tells_due_not_due_and_unsendable() {
+        let (lane, _t, _dir) = lane(DISCORD).await;
+        let d = one(&lane, Kind::Discord).await;
+        assert!(matches!(lane.prepare(&d, 1_000), Prepared::Send(_)));
+        let later = Delivery {
+            next_attempt_at: 5_000,
+            ..d.clone()
+        };
+        assert!(
+            matches!(lane.prepare(&later, 1_000), Prepared::NotDue(w) if w == Duration::from_secs(4))
+        );
+        let slack = Delivery {
+            kind: Kind::Slack,
+            ..d
+        };
+        assert!(
+            matches!(lane.prepare(&slack, 1_000), Prepared::Unsendable(ref why) if why.contains("now a discord destination"))
+        );
+    }
+
+    #[tokio::test]
+    async fn record_writes_each_outcome_to_the_store() {
+        let (mut lane, _t, _dir) = lane(DISCORD).await;
+        let d = one(&lane, Kind::Discord).await;
+        let mut marks = VecDeque::new();
+        let now = now_ms();
+        let retry = Outcome::Retry {
+            status: Some(502),
+            error: "bad gateway".into(),
+        };
+        assert!(matches!(
+            lane.record(&d, retry, now, now, &mut marks).await,
+            Step::Changed
+        ));
+        let after = lane.store.heads("d", 1).await.expect("heads").remove(0);
+        assert_eq!(after.attempts, 1);
+        assert_eq!(after.last_status, Some(502));
+        assert!(after.next_attempt_at >= now + 1_000, "backoff of about 1 s");
+
+        let limited = Outcome::RateLimited {
+            status: 429,
+            wait: Duration::from_millis(1500),
+            global: false,
+        };
+        lane.record(&after, limited, now, now, &mut marks).await;
+        let after = lane.store.heads("d", 1).await.expect("heads").remove(0);
+        assert_eq!(after.attempts, 1, "a rate limit is not an attempt");
+        assert_eq!(after.next_attempt_at, now + 1_500);
+
+        let done = Outcome::Done {
+            status: 200,
+            message_id: Some("123".into()),
+        };
+        assert!(matches!(
+            lane.record(&after, done, now, now, &mut marks).await,
+            Step::Sent
+        ));
+        settle(&mut marks).await;
+        let row = lane.store.delivery(after.id).await.expect("read");
+        let row = row.expect("row");
+        assert_eq!(row.state, DeliveryState::Done);
+        assert_eq!(row.message_id.as_deref(), Some("123"));
     }
 }

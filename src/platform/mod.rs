@@ -87,6 +87,33 @@ pub trait Platform: Send + Sync {
     /// Whether the destination can edit its messages (`mode = "live"` is possible).
     fn can_edit(&self, dest: &Destination) -> bool;
 
+    /// A link to a page that draws `body` as the platform would, without posting it (`preview
+    /// --links`). It holds only the body: never a webhook URL or token.
+    fn share_link(&self, _body: &Value) -> Option<String> {
+        None
+    }
+
+    /// A posted message's id as a person reads it.
+    fn describe_message(&self, id: &str) -> String {
+        format!("message id {id}")
+    }
+
+    /// A made-up id of a posted message, to show what an edit would send.
+    fn example_message_id(&self) -> &'static str {
+        "1234567890123456789"
+    }
+
+    /// The JSON body `action` would send for a stored body (what `preview` shows); the same
+    /// function builds the request [`Platform::send`] sends.
+    fn wire_body(
+        &self,
+        _dest: &Destination,
+        _action: &Action<'_>,
+        stored: &str,
+    ) -> Result<Value, String> {
+        serde_json::from_str(stored).map_err(|e| format!("stored body is not JSON: {e}"))
+    }
+
     /// Does `action` once with a stored body and says what the answer means. The adapter
     /// builds the request from the stored body (an edit drops what an edit cannot change).
     async fn send(

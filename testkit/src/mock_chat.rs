@@ -124,6 +124,8 @@ pub struct Received {
     pub problems: Vec<String>,
     /// Body of the answer the mock sent (or will send, for a running Delay).
     pub response_body: String,
+    /// Headers of that answer (lower-cased names), e.g. `retry-after`, `x-ratelimit-*`.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Received {
@@ -138,6 +140,14 @@ impl Received {
         self.headers
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
+    }
+    /// A header of the mock's answer.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.response_headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -1377,6 +1387,7 @@ fn decide(shared: &Shared, req: RawRequest) -> Planned {
         client_gone: false,
         problems: Vec::new(),
         response_body: String::new(),
+        response_headers: Vec::new(),
     });
 
     // 1. method
@@ -1471,6 +1482,7 @@ fn decide(shared: &Shared, req: RawRequest) -> Planned {
     entry.problems = problems;
     if let Action::Respond(r) = &action {
         entry.response_body = String::from_utf8_lossy(&r.body).into_owned();
+        entry.response_headers = r.headers.clone();
         if delay.is_zero() {
             entry.status = r.status;
             entry.answered_at = Some(Instant::now());

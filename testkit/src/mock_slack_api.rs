@@ -626,6 +626,7 @@ async fn handle(
         client_gone: false,
         problems: Vec::new(),
         response_body: String::new(),
+        response_headers: Vec::new(),
     };
     let (idx, delay, action) = decide(&shared, received);
     let mut gone = GoneGuard {
@@ -756,6 +757,7 @@ fn decide(shared: &Shared, received: Received) -> (usize, Duration, Action) {
     entry.problems = problems;
     if let Action::Respond(r) = &action {
         entry.response_body = String::from_utf8_lossy(&r.body).into_owned();
+        entry.response_headers = r.headers.clone();
         if delay.is_zero() {
             entry.status = r.status;
             entry.answered_at = Some(Instant::now());

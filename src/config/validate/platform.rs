@@ -6,7 +6,7 @@
 use crate::config::Mention;
 use crate::domain::Kind;
 use crate::platform::{self, Reach};
-use reqwest::Url;
+use url::Url;
 
 /// The optional keys whose meaning depends on the kind.
 pub const PLATFORM_KEYS: [&str; 7] = [
@@ -71,7 +71,7 @@ impl Mention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::config::{parse, Mode};
     use std::path::Path;
 
     #[test]
@@ -154,5 +154,71 @@ mention = ["role:123", "user:U024BE7LH"]
         );
         assert!(all.contains("`role:123` does not exist on slack"), "{all}");
         assert_eq!(err.problems.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn slack_takes_a_webhook_or_a_bot_token_and_live_needs_the_token() {
+        let cfg = |dest: &str| {
+            parse(
+                Path::new("t.toml"),
+                &format!("[destinations.s]\nkind = \"slack\"\n{dest}\n"),
+                &|_| None,
+            )
+        };
+        let hook = "url = \"https://hooks.slack.com/services/T/B/x\"";
+        let bot = "token = \"xoxb-1\"\nchannel = \"C1\"";
+        let ok = cfg(hook).expect("webhook");
+        assert_eq!(ok.destinations["s"].mode, Mode::Each);
+        let ok = cfg(bot).expect("bot");
+        let api = ok.destinations["s"].slack_api.as_ref().expect("web api");
+        assert_eq!(api.base.as_str(), "https://slack.com/api/");
+        assert_eq!(ok.destinations["s"].mode, Mode::Live);
+        let gov = cfg(&format!(
+            "{bot}\napi_url = \"https://slack-gov.com/api\"\nmode = \"each\""
+        ))
+        .expect("gov");
+        assert_eq!(gov.destinations["s"].mode, Mode::Each);
+        assert_eq!(
+            gov.destinations["s"]
+                .slack_api
+                .as_ref()
+                .map(|a| a.base.as_str()),
+            Some("https://slack-gov.com/api/")
+        );
+
+        let err = |dest: &str| cfg(dest).expect_err(dest).to_string();
+        assert!(err(&format!("{hook}\nmode = \"live\"")).contains("use a bot `token`"));
+        assert!(err(&format!("{hook}\n{bot}")).contains("both a webhook `url` and a bot `token`"));
+        assert!(err("token = \"xoxb-1\"").contains("no `channel`"));
+        assert!(err("").contains("needs `url` (an incoming webhook) or `token` and `channel`"));
+        assert!(err(&format!("{hook}\nchannel = \"C1\"")).contains("go with a bot `token`"));
+        assert!(err(&format!("{bot}\nmode = \"sometimes\"")).contains("expected live or each"));
+        let discord = parse(
+            Path::new("t.toml"),
+            "[destinations.d]\nkind = \"discord\"\nurl = \"https://discord.com/api/webhooks/1/x\"\ntoken = \"t\"\n",
+            &|_| None,
+        )
+        .expect_err("token on discord")
+        .to_string();
+        assert!(
+            discord.contains("`destinations.d.token` is only for Slack destinations"),
+            "{discord}"
+        );
+    }
+
+    #[test]
+    fn a_bot_token_is_never_in_debug_output() {
+        let c = parse(
+            Path::new("t.toml"),
+            "[destinations.s]\nkind = \"slack\"\ntoken = \"xoxb-very-secret\"\nchannel = \"C1\"\n",
+            &|_| None,
+        )
+        .expect("valid");
+        let shown = format!(
+            "{:?} {}",
+            c.destinations["s"],
+            c.destinations["s"].shown_address()
+        );
+        assert!(!shown.contains("very-secret"), "{shown}");
     }
 }

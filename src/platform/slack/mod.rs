@@ -61,6 +61,51 @@ impl Platform for Slack {
         dest.slack_api.is_some()
     }
 
+    fn share_link(&self, body: &Value) -> Option<String> {
+        // Slack's Block Kit Builder reads the URL-encoded `{"blocks": [...]}` after the `#`.
+        let blocks = serde_json::json!({ "blocks": body.get("blocks")? }).to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&blocks, percent_encoding::NON_ALPHANUMERIC);
+        Some(format!(
+            "https://app.slack.com/block-kit-builder/#{encoded}"
+        ))
+    }
+
+    fn describe_message(&self, id: &str) -> String {
+        match id.split_once(' ') {
+            Some((channel, ts)) => format!("message ts {ts} in channel {channel}"),
+            None => format!("message {id}"),
+        }
+    }
+
+    fn example_message_id(&self) -> &'static str {
+        // Slack names a message by channel and ts.
+        "C0123456789 1700000000.000100"
+    }
+
+    fn wire_body(
+        &self,
+        dest: &Destination,
+        action: &Action<'_>,
+        stored: &str,
+    ) -> Result<Value, String> {
+        match &dest.slack_api {
+            Some(api) => {
+                let api = web_api::Api {
+                    base: &api.base,
+                    token: &api.token,
+                    channel: &api.channel,
+                };
+                web_api::request(&api, action, stored)
+                    .map(|(_, body)| body)
+                    .map_err(|o| format!("{o:?}"))
+            }
+            None => {
+                serde_json::from_str(stored).map_err(|e| format!("stored body is not JSON: {e}"))
+            }
+        }
+    }
+
     async fn send(
         &self,
         client: &reqwest::Client,
