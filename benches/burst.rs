@@ -825,9 +825,9 @@ fn rows(s: &Settings, sc: &Scenario, r: &Measured) -> (Vec<[String; 4]>, Vec<Che
                     format!("≤ {} s", TARGET_FINAL.as_secs())
                 } else {
                     format!(
-                        "(none; {} posts at 1/s take ≈ {} s)",
+                        "(none; {} posts at 1/s, 3 at once, take ≈ {} s)",
                         s.generations,
-                        s.generations.saturating_sub(4)
+                        s.generations.saturating_sub(3)
                     )
                 },
                 if sc.tag == "discord-live" {
