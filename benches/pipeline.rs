@@ -47,6 +47,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use testkit::host::{busy_steal, cpu_secs, machine};
 use testkit::{free_port, ChildService, Launch, Proc, WEBHOOK_PATH};
 
 const ROLE_ENV: &str = "PRINTBELL_BENCH_ROLE";
@@ -331,30 +332,6 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Events: fixture bodies, unique ids, varying types and tags
 
@@ -442,32 +419,6 @@ struct ClosedResult {
     machine_busy: f64,
     /// Fraction of all CPUs stolen by the hypervisor in the window.
     machine_steal: f64,
-}
-
-/// Machine-wide CPU jiffies from /proc/stat: (busy, steal, total). Busy includes steal (time
-/// the hypervisor gave this VM's CPUs to someone else).
-fn machine() -> (u64, u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, v.get(7).copied().unwrap_or(0), total)
-}
-
-/// (busy fraction, steal fraction) of all CPUs between two [`machine`] readings.
-fn busy_steal(a: (u64, u64, u64), b: (u64, u64, u64)) -> (f64, f64) {
-    let total = b.2.saturating_sub(a.2).max(1) as f64;
-    (
-        b.0.saturating_sub(a.0) as f64 / total,
-        b.1.saturating_sub(a.1) as f64 / total,
-    )
 }
 
 /// A CPU snapshot: (server CPU s, own CPU s, machine).

@@ -1,5 +1,5 @@
-//! Test support for printbell, shared by the integration tests (`tests/api/`), the benchmark
-//! (`benches/pipeline.rs`) and the fuzz target (`fuzz/`, validators only).
+//! Test support for printbell, shared by the integration tests (`tests/api/`), the benchmarks
+//! (`benches/pipeline.rs`, `benches/burst.rs`) and the fuzz target (`fuzz/`, validators only).
 //!
 //! It is a dev-only workspace member (`publish = false`), compiled once instead of once per
 //! test binary, and it is the only place that knows some of printbell's internals:
@@ -16,6 +16,7 @@
 //! | [`cli`] | the binary run to completion (`check`, `preview`, `deliveries` …) |
 //! | [`store`] | every direct read or write of the store file the tests and the bench make |
 //! | [`wait`] | polling until a condition holds |
+//! | [`host`] | CPU busy and hypervisor steal from /proc/stat, for the benchmarks |
 //!
 //! Everything but [`validate`] and [`platform`] is behind the default feature `harness`.
 
@@ -28,6 +29,8 @@ pub mod child;
 pub mod cli;
 #[cfg(feature = "harness")]
 pub mod fixtures;
+#[cfg(feature = "harness")]
+pub mod host;
 #[cfg(feature = "harness")]
 pub mod mock_chat;
 #[cfg(feature = "harness")]
