@@ -18,6 +18,7 @@
 //!
 //! Times are Unix milliseconds ([`now_ms`]), passed in by the caller.
 
+mod row;
 mod sqlite;
 
 use crate::domain::{EventType, Kind, Mode, Rank};

@@ -18,6 +18,7 @@
 mod migrations;
 mod queries;
 
+use super::row::{parse_all as parse, DeliveryRow, LiveRow};
 use super::{
     Accepted, Delivery, DeliveryId, Filter, LiveMessage, NewDelivery, Purged, Queue, QueueDepth,
     Reschedule, StoreError,
@@ -157,11 +158,6 @@ impl SqliteQueue {
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// Rows as read, parsed outside the writer thread.
-fn parse(rows: Vec<queries::Row>) -> Result<Vec<Delivery>, StoreError> {
-    rows.into_iter().map(queries::Row::parse).collect()
 }
 
 #[async_trait]
@@ -332,7 +328,7 @@ impl Queue for SqliteQueue {
                 move |c| queries::delivery(c, id),
             )
             .await?;
-        row.map(queries::Row::parse).transpose()
+        row.map(DeliveryRow::parse).transpose()
     }
 
     async fn live_message(
@@ -349,7 +345,7 @@ impl Queue for SqliteQueue {
                 move |c| queries::live_message(c, &destination, &generation_id),
             )
             .await?;
-        row.map(queries::LiveRow::parse).transpose()
+        row.map(LiveRow::parse).transpose()
     }
 
     async fn waiting_updates(
