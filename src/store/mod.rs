@@ -3,7 +3,8 @@
 //! [`Queue`] is every operation the service and the CLI do on the store, with typed arguments
 //! and results; [`Store`] is a cheap-to-clone handle to the backend that [`open`] chose from
 //! the config at run time. One folder per backend: `sqlite/` (a file, one writer thread with
-//! group commit) is the only one today.
+//! group commit, one process) and `postgres/` (a database that several replicas share, a
+//! connection pool, batched accepts).
 //!
 //! What every backend promises:
 //! - `accept` stores an event id and all of its deliveries in one transaction, durably, before
@@ -18,8 +19,11 @@
 //!
 //! Times are Unix milliseconds ([`now_ms`]), passed in by the caller.
 
+mod postgres;
 mod row;
 mod sqlite;
+
+pub use postgres::{PostgresUrl, POOL_SIZE as POSTGRES_POOL_SIZE};
 
 use crate::domain::{EventType, Kind, Mode, Rank};
 use async_trait::async_trait;
@@ -420,27 +424,32 @@ pub trait Queue: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-/// Which backend holds the queue, and where: what `store.path` of the config (or
+/// Which backend holds the queue, and where: what `store.path` / `store.url` of the config (or
 /// `deliveries --store`) names. Another backend is another variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// A SQLite file, created if missing.
+    /// A SQLite file, created if missing; one `serve` process at a time.
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database, whose schema is created if missing; any number of processes.
+    Postgres { url: PostgresUrl },
 }
 
+/// Shows where the store is, never a password (a PostgreSQL URL is redacted).
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Backend::Sqlite { path } => write!(f, "{}", path.display()),
+            Backend::Postgres { url } => write!(f, "{url}"),
         }
     }
 }
 
 /// Opens the store `backend` names (creating and migrating it as needed) and starts what it
-/// runs. Blocks while SQLite opens and migrates, which happens once, at start.
+/// runs. SQLite blocks while it opens and migrates, which happens once, at start.
 pub async fn open(backend: &Backend) -> Result<Store, StoreError> {
     let queue: Arc<dyn Queue> = match backend {
         Backend::Sqlite { path } => Arc::new(sqlite::SqliteQueue::open(path)?),
+        Backend::Postgres { url } => Arc::new(postgres::PostgresQueue::open(url).await?),
     };
     Ok(Store {
         queue,
