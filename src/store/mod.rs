@@ -16,6 +16,9 @@
 //!   skip the fsync (a lost mark is a resend), everything else is durable when it returns.
 //! - Rows come back parsed: a value the binary does not know is an error naming the row, never a
 //!   silently wrong [`Delivery`].
+//! - [`Queue::lease`] grants a destination to one owner at a time among the processes that
+//!   share the store, until its time-to-live passes by the store's clock; a store only one
+//!   process sends from grants it always.
 //!
 //! Times are Unix milliseconds ([`now_ms`]), passed in by the caller.
 
@@ -29,6 +32,7 @@ use crate::domain::{EventType, Kind, Mode, Rank};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How long an event id is remembered, so a redelivered event is answered `duplicate`.
 pub const DEDUPE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -422,6 +426,22 @@ pub trait Queue: Send + Sync + 'static {
         generation_id: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+
+    /// One sender per destination among the processes that share the store: takes or renews
+    /// `owner`'s lease on `destination` for `ttl`, unless another owner holds an unexpired one.
+    /// Expiry is judged by the store's own clock, so the processes' clocks need not agree.
+    /// Returns whether `owner` holds the lease now. A store that only one process sends from
+    /// (SQLite: one `serve` per file) always grants it.
+    async fn lease(
+        &self,
+        destination: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `owner`'s lease on `destination`, if it holds it, so another process can take
+    /// the destination over at once instead of after the expiry.
+    async fn release(&self, destination: &str, owner: &str) -> Result<(), StoreError>;
 }
 
 /// Which backend holds the queue, and where: what `store.path` / `store.url` of the config (or

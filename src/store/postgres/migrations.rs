@@ -25,10 +25,16 @@ pub(super) struct Migration {
 
 /// Every schema change, in order: entry `n` (from 1) brings a database from version `n - 1`
 /// to `n`.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    what: "events, deliveries, live_messages and health tables",
-    sql: SCHEMA_1,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "events, deliveries, live_messages and health tables",
+        sql: SCHEMA_1,
+    },
+    Migration {
+        what: "leases: one sending replica per destination",
+        sql: LEASES_2,
+    },
+];
 
 /// The advisory lock key migrations hold (any constant; advisory locks are per database).
 const MIGRATION_LOCK: i64 = 0x7072_696e_7462_0001;
@@ -79,6 +85,16 @@ CREATE TABLE live_messages (
 );
 CREATE INDEX live_messages_updated ON live_messages (updated_at);
 CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at BIGINT);
+";
+
+/// One row per destination that a replica sends, or sent: who holds it and until when (the
+/// database's clock). An expired row is anybody's; a replica that stops deletes its own.
+const LEASES_2: &str = "
+CREATE TABLE leases (
+    destination TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
 ";
 
 /// A migration that failed; the database stays at the version before it.

@@ -402,6 +402,23 @@ impl Queue for PostgresQueue {
         .await
     }
 
+    async fn lease(
+        &self,
+        destination: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "take a destination's lease";
+        let c = self.client(OP, Patience::Wait).await?;
+        timed(OP, queries::lease(&c, destination, owner, ttl)).await
+    }
+
+    async fn release(&self, destination: &str, owner: &str) -> Result<(), StoreError> {
+        const OP: &str = "release a destination's lease";
+        let c = self.client(OP, Patience::Wait).await?;
+        timed(OP, queries::release(&c, destination, owner)).await
+    }
+
     async fn forget_message(
         &self,
         destination: &str,

@@ -12,6 +12,7 @@ use super::super::{
 use super::PgError;
 use deadpool_postgres::{GenericClient, Object};
 use std::collections::HashSet;
+use std::time::Duration;
 use tokio_postgres::Row;
 
 /// The transaction advisory lock every `accept` holds while it takes delivery ids and
@@ -556,5 +557,37 @@ pub(super) async fn forget_message(
         .await?;
     c.execute(&stmt, &[&destination, &generation_id, &now])
         .await?;
+    Ok(())
+}
+
+/// Takes or renews `owner`'s lease on `destination` until `ttl` from now by the database's
+/// clock; an unexpired lease of another owner is left alone. Whether `owner` holds it now.
+pub(super) async fn lease(
+    c: &Object,
+    destination: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<bool, PgError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO leases (destination, owner, expires_at) \
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+             ON CONFLICT (destination) DO UPDATE SET owner = EXCLUDED.owner, \
+             expires_at = EXCLUDED.expires_at \
+             WHERE leases.owner = EXCLUDED.owner OR leases.expires_at <= clock_timestamp() \
+             RETURNING owner",
+        )
+        .await?;
+    let granted = c
+        .query_opt(&stmt, &[&destination, &owner, &ttl.as_secs_f64()])
+        .await?;
+    Ok(granted.is_some())
+}
+
+pub(super) async fn release(c: &Object, destination: &str, owner: &str) -> Result<(), PgError> {
+    let stmt = c
+        .prepare_cached("DELETE FROM leases WHERE destination = $1 AND owner = $2")
+        .await?;
+    c.execute(&stmt, &[&destination, &owner]).await?;
     Ok(())
 }

@@ -28,6 +28,7 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Jobs waiting for the writer beyond this are refused (`StoreError::Busy`, a 503 to senders)
@@ -396,6 +397,20 @@ impl Queue for SqliteQueue {
             move |c| queries::mark_shown(c, id, status, message_ref.as_deref(), first_post, now),
         )
         .await
+    }
+
+    async fn lease(
+        &self,
+        _destination: &str,
+        _owner: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // One `serve` per file: its lanes are the only senders (the CLI never sends).
+        Ok(true)
+    }
+
+    async fn release(&self, _destination: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn forget_message(
