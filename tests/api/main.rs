@@ -13,3 +13,4 @@ mod hardening;
 mod mock_selftest;
 mod ops;
 mod pipeline;
+mod postgres;
