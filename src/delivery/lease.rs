@@ -18,9 +18,11 @@
 //!
 //! A backend with one sending process (SQLite) always grants the lease.
 //! The guarantee holds while a process is not frozen longer than the margins (a stopped VM,
-//! `kill -STOP`): as with any lease, a sender that sleeps through its expiry wakes up unaware.
+//! `kill -STOP`) and the database's clock does not jump ahead: as with any lease, a sender
+//! that sleeps through its expiry wakes up unaware.
 
 use crate::store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +43,10 @@ pub(super) fn ttl(post_timeout: Duration) -> Duration {
 }
 
 /// A name for this process among the replicas: host (the pod's name in Kubernetes), pid and
-/// start time, so a restarted process on the same host is another owner.
+/// start time, so a restarted process on the same host is another owner (and a counter, so
+/// two services started in one process in one millisecond, as tests do, are two owners).
 pub(super) fn owner_id() -> Arc<str> {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -50,7 +54,12 @@ pub(super) fn owner_id() -> Arc<str> {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "printbell".to_string());
     let started = crate::store::now_ms();
-    format!("{host}/{}/{started}", std::process::id()).into()
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    match n {
+        0 => format!("{host}/{pid}/{started}").into(),
+        n => format!("{host}/{pid}/{started}.{n}").into(),
+    }
 }
 
 /// What [`Lease::hold`] found.
