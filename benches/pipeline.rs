@@ -286,11 +286,13 @@ timeout = "10s"
 
 [destinations.discord-a]
 kind = "discord"
+mode = "each"
 url = "http://127.0.0.1:{sink_port}/api/webhooks/1001/token-a"
 username = "printbell"
 
 [destinations.discord-b]
 kind = "discord"
+mode = "each"
 url = "http://127.0.0.1:{sink_port}/api/webhooks/1002/token-b"
 username = "printbell"
 

@@ -26,6 +26,35 @@ impl Loaded {
         Err(ConfigError { problems })
     }
 
+    /// Like [`Loaded::from_file`], but a destination whose URL or token uses an unset variable
+    /// is left out instead of failing the whole file (for `preview` and `send-test`, which
+    /// should work for one destination while another's secret is not set here). Returns the
+    /// warnings naming what was left out; any other problem still fails.
+    pub fn from_file_leaving_out_unset_secrets(
+        path: &Path,
+    ) -> Result<(Loaded, Vec<(String, String)>), ConfigError> {
+        let (partial, problems) = config::load_partial(path);
+        let (left_out, other): (Vec<_>, Vec<_>) = problems
+            .into_iter()
+            .partition(|p| p.unset_secret_of.is_some());
+        match partial {
+            Some(config) if other.is_empty() => {
+                let loaded = Loaded::from_config(config)?;
+                let warnings = left_out
+                    .into_iter()
+                    .map(|p| (p.unset_secret_of.clone().unwrap_or_default(), p.to_string()))
+                    .collect();
+                Ok((loaded, warnings))
+            }
+            _ => {
+                let mut problems = other;
+                problems.extend(left_out);
+                config::sort_problems(&mut problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+
     pub fn from_config(config: Config) -> Result<Loaded, ConfigError> {
         let renderer = Renderer::new(&config).map_err(|problems| ConfigError { problems })?;
         Ok(Loaded { config, renderer })

@@ -51,6 +51,10 @@ enum Command {
         /// An event JSON file, or an event type for a built-in sample
         #[arg(long, default_value = "print.completed", value_name = "FILE or TYPE")]
         event: String,
+        /// Also print, per destination, a link that shows the message as the platform draws it
+        /// (Slack's Block Kit Builder, Discohook); it holds no webhook URL or token
+        #[arg(long)]
+        links: bool,
     },
     /// Inspect and replay the durable queue
     Deliveries {
@@ -68,6 +72,16 @@ enum Command {
         /// Event type of the sample
         #[arg(long, default_value = "print.completed", value_name = "TYPE")]
         event: String,
+    },
+    /// Send an event through the real routing and templates to every destination it reaches,
+    /// for real (bypassing the queue), with one confirmation line per destination
+    Send {
+        /// An event JSON file, or an event type for a built-in sample
+        #[arg(long, value_name = "FILE or TYPE")]
+        event: String,
+        /// Also ping the routes' mentions (without it, nobody is pinged)
+        #[arg(long)]
+        mention: bool,
     },
     /// Register this receiver with the all-images.ai API (ALLIMAGES_API_KEY, ALLIMAGES_API_BASE)
     Subscribe {
@@ -95,40 +109,84 @@ enum Command {
 enum DeliveriesAction {
     /// A table of deliveries, newest first
     List {
-        #[arg(long, value_name = "pending|dead|done")]
+        /// Only deliveries in this state
+        #[arg(long, value_name = "pending|dead|done|superseded")]
         state: Option<String>,
+        /// Only deliveries to this destination
         #[arg(long, value_name = "NAME")]
         destination: Option<String>,
+        /// At most this many rows, newest first
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// A JSON array instead of the table
+        #[arg(long)]
+        json: bool,
     },
-    /// Send a dead (or done) delivery again
+    /// Everything stored about one delivery: body, attempts, last error, message id
+    Show {
+        /// The delivery's id, as `deliveries list` shows it
+        id: i64,
+    },
+    /// Send a dead (or pending) delivery again; a done one only with --force
     Retry {
+        /// The delivery's id, as `deliveries list` shows it
         id: Option<i64>,
+        /// Every dead delivery
         #[arg(long, conflicts_with = "id")]
         all_dead: bool,
+        /// Also resend a delivery that was already delivered (done): it is posted again
+        #[arg(long, conflicts_with = "all_dead")]
+        force: bool,
     },
     /// Delete done and dead deliveries (and old event ids) older than a duration
     Purge {
+        /// Age of the last update, e.g. 30d or 12h
         #[arg(long, value_name = "DURATION")]
         older_than: String,
     },
 }
 
-fn init_logging(format: Option<LogFormat>, level: Option<&str>) {
+/// The log filter: `--log-level`, else `RUST_LOG`, else info. A value that is not a filter is
+/// an error, not a silently different level; a bare word must be a level (`verbose` would
+/// otherwise be read as a target name and log nothing).
+fn log_filter(level: Option<&str>) -> Result<tracing_subscriber::EnvFilter, Failure> {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).ok(),
-        None => EnvFilter::try_from_default_env().ok(),
+    let (text, from) = match (level, std::env::var("RUST_LOG").ok()) {
+        (Some(l), _) => (l.to_string(), "--log-level"),
+        (None, Some(env)) if !env.trim().is_empty() => (env, "RUST_LOG"),
+        (None, _) => return Ok(EnvFilter::new("info")),
+    };
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let word = !text.contains(['=', ',', '[', ':']);
+    let lower = text.trim().to_ascii_lowercase();
+    let numeric = matches!(lower.as_str(), "0" | "1" | "2" | "3" | "4" | "5");
+    if word && !numeric && !LEVELS.contains(&lower.as_str()) {
+        return Err(Failure::invalid(format!(
+            "{from} = `{text}` is not a log level; use one of {} or a filter like printbell=debug",
+            LEVELS.join(", ")
+        )));
     }
-    .unwrap_or_else(|| EnvFilter::new("info"));
+    EnvFilter::try_new(text.trim())
+        .map_err(|e| Failure::invalid(format!("{from} = `{text}` is not a log filter: {e}")))
+}
+
+/// Colour only for a person at a terminal, and never with `NO_COLOR` set (no-color.org):
+/// escape codes in a file or journald are noise.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn init_logging(format: Option<LogFormat>, level: Option<&str>) -> Result<(), Failure> {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level)?)
+        .with_ansi(colour())
         .with_writer(std::io::stderr);
     match format {
         Some(LogFormat::Json) => builder.json().flatten_event(true).init(),
         _ => builder.init(),
     }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -167,7 +225,9 @@ fn run(cli: Cli) -> CommandResult {
                 .map_err(Failure::runtime)
         }
         Command::Check => commands::check::run(&config_path, out),
-        Command::Preview { event } => commands::preview::run(&config_path, &event, out),
+        Command::Preview { event, links } => {
+            commands::preview::run(&config_path, &event, links, out)
+        }
         Command::Deliveries { store, action } => {
             let store = store_backend(&config_path, store)?;
             match action {
@@ -175,20 +235,32 @@ fn run(cli: Cli) -> CommandResult {
                     state,
                     destination,
                     limit,
+                    json,
                 } => runtime()?.block_on(commands::deliveries::list(
                     &store,
                     state.as_deref(),
                     destination.as_deref(),
                     limit,
+                    json,
                     out,
                 )),
-                DeliveriesAction::Retry { id, all_dead } => {
-                    runtime()?.block_on(commands::deliveries::retry(&store, id, all_dead, out))
+                DeliveriesAction::Show { id } => {
+                    runtime()?.block_on(commands::deliveries::show(&store, id, out))
                 }
+                DeliveriesAction::Retry {
+                    id,
+                    all_dead,
+                    force,
+                } => runtime()?.block_on(commands::deliveries::retry(
+                    &store, id, all_dead, force, out,
+                )),
                 DeliveriesAction::Purge { older_than } => {
                     runtime()?.block_on(commands::deliveries::purge(&store, &older_than, out))
                 }
             }
+        }
+        Command::Send { event, mention } => {
+            runtime()?.block_on(commands::send::run(&config_path, &event, mention, out))
         }
         Command::SendTest { to, event } => {
             runtime()?.block_on(commands::send_test::run(&config_path, &to, &event, out))
@@ -230,7 +302,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    if let Err(f) = init_logging(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("printbell: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

@@ -4,7 +4,7 @@
 //! The first matching route (file order) that names a destination supplies its template;
 //! the `mention` lists of every matching route naming it are merged, in order, without repeats.
 
-use crate::config::{Config, Mention};
+use crate::config::{Config, Mention, Route};
 use crate::event::Event;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,26 +15,61 @@ pub struct Target {
     pub mention: Vec<Mention>,
 }
 
-/// The destinations an event goes to, in the order they first appear in matching routes.
-pub fn route(config: &Config, event: &Event) -> Vec<Target> {
-    let tags: Vec<String> = event
+fn tags_of(event: &Event) -> Vec<String> {
+    event
         .generation
         .tags
         .iter()
         .map(|t| t.trim().to_lowercase())
-        .collect();
+        .collect()
+}
+
+/// Why `route` does not take `event` (whose tags, lower-cased, are `tags`), or `None` when it
+/// does.
+fn refusal(route: &Route, event: &Event, tags: &[String]) -> Option<String> {
+    if !event.event_type.is_some_and(|t| route.events.contains(&t)) {
+        let listed: Vec<&str> = route.events.iter().map(|e| e.as_str()).collect();
+        return Some(format!(
+            "event type {} is not in its events [{}]",
+            event.type_name,
+            listed.join(", ")
+        ));
+    }
+    if route.untagged && !tags.is_empty() {
+        return Some(format!(
+            "it takes untagged generations only, and this one has tags [{}]",
+            tags.join(", ")
+        ));
+    }
+    match &route.tags {
+        Some(wanted) if !wanted.is_empty() && !wanted.iter().any(|w| tags.contains(w)) => {
+            Some(format!(
+                "no tag in common: it wants any of [{}], the generation has [{}]",
+                wanted.join(", "),
+                tags.join(", ")
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// For `preview`: each route that does not take the event, and why.
+pub fn explain_misses(config: &Config, event: &Event) -> Vec<(String, String)> {
+    let tags = tags_of(event);
+    config
+        .routes
+        .iter()
+        .filter_map(|r| refusal(r, event, &tags).map(|why| (r.label(), why)))
+        .collect()
+}
+
+/// The destinations an event goes to, in the order they first appear in matching routes.
+pub fn route(config: &Config, event: &Event) -> Vec<Target> {
+    let tags = tags_of(event);
     let mut targets: Vec<Target> = Vec::new();
     for (index, route) in config.routes.iter().enumerate() {
-        if !event.event_type.is_some_and(|t| route.events.contains(&t)) {
+        if refusal(route, event, &tags).is_some() {
             continue;
-        }
-        if route.untagged && !tags.is_empty() {
-            continue;
-        }
-        if let Some(wanted) = &route.tags {
-            if !wanted.is_empty() && !wanted.iter().any(|w| tags.contains(w)) {
-                continue;
-            }
         }
         for dest in &route.to {
             match targets.iter_mut().find(|t| t.destination == *dest) {

@@ -5,6 +5,7 @@ pub mod check;
 pub mod deliveries;
 pub mod healthcheck;
 pub mod preview;
+pub mod send;
 pub mod send_test;
 pub mod subscribe;
 
@@ -48,4 +49,19 @@ pub type CommandResult = Result<(), Failure>;
 /// Loads the config, turning problems into an exit-code-1 failure.
 pub fn load(path: &Path) -> Result<Loaded, Failure> {
     Loaded::from_file(path).map_err(Failure::from)
+}
+
+/// Loads the config for a command that looks at some destinations only (`preview`,
+/// `send-test`): destinations whose URL or token needs an unset variable are left out, each
+/// named in a warning on stderr.
+/// Returns, with the config, the destinations left out and why.
+pub fn load_leaving_out_unset_secrets(
+    path: &Path,
+) -> Result<(Loaded, Vec<(String, String)>), Failure> {
+    let (loaded, left_out) =
+        Loaded::from_file_leaving_out_unset_secrets(path).map_err(Failure::from)?;
+    for (dest, why) in &left_out {
+        eprintln!("warning: destination `{dest}` is left out: {why}");
+    }
+    Ok((loaded, left_out))
 }

@@ -1,7 +1,7 @@
 //! `printbell preview`: which destinations an event reaches and the exact JSON body each
 //! would receive. No network, no store.
 
-use super::{load, CommandResult, Failure};
+use super::{load_leaving_out_unset_secrets, CommandResult, Failure};
 use crate::config::Mode;
 use crate::platform::{self, Action};
 use crate::{event, routing, samples};
@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// `event` is a file path or an event type (built-in sample).
-pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult {
-    let loaded = load(config)?;
+pub fn run(config: &Path, event_arg: &str, links: bool, out: &mut dyn Write) -> CommandResult {
+    let (loaded, _) = load_leaving_out_unset_secrets(config)?;
     let body: Vec<u8> = match samples::by_name(event_arg) {
         Some(s) => s.as_bytes().to_vec(),
         None => std::fs::read(event_arg).map_err(|e| {
@@ -37,6 +37,9 @@ pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult
         targets.len()
     )
     .map_err(io)?;
+    for (route, why) in routing::explain_misses(&loaded.config, &ev) {
+        writeln!(out, "{route} does not take it: {why}").map_err(io)?;
+    }
     for t in &targets {
         let Some(r) = loaded.renderer.render(&loaded.config, t, &ev) else {
             continue;
@@ -63,6 +66,11 @@ pub fn run(config: &Path, event_arg: &str, out: &mut dyn Write) -> CommandResult
             pretty(&wire(&Action::Post, &r.body)?)?
         )
         .map_err(io)?;
+        if links {
+            if let Some(link) = platform.share_link(&r.body) {
+                writeln!(out, "-- {}: see it drawn: {link}", r.destination).map_err(io)?;
+            }
+        }
         if let (Mode::Live, Some(quiet)) = (&r.mode, &r.quiet_body) {
             let example = platform.example_message_id();
             writeln!(

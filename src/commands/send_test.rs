@@ -2,7 +2,7 @@
 //! it for real (bypassing the queue), and print the platform's answer. The first thing to run
 //! after pasting a webhook URL. Configured mentions are left out: a test should not page anyone.
 
-use super::{load, CommandResult, Failure};
+use super::{load_leaving_out_unset_secrets, CommandResult, Failure};
 use crate::platform::{self, http, Action, Outcome};
 use crate::routing::Target;
 use crate::{event, samples};
@@ -10,8 +10,11 @@ use std::io::Write;
 use std::path::Path;
 
 pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write) -> CommandResult {
-    let loaded = load(config)?;
+    let (loaded, left_out) = load_leaving_out_unset_secrets(config)?;
     let c = &loaded.config;
+    if let Some((_, why)) = left_out.iter().find(|(d, _)| d == to) {
+        return Err(Failure::invalid(format!("--to {to}: {why}")));
+    }
     let Some(dest) = c.destinations.get(to) else {
         let names: Vec<&str> = c.destinations.keys().map(String::as_str).collect();
         let hint = crate::config::nearest(to, names.iter().copied())
@@ -45,12 +48,7 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
         .ok_or_else(|| Failure::runtime(format!("cannot render for {to}")))?;
     let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
 
-    let http = http::build_client(c.delivery.timeout).map_err(|e| {
-        Failure::runtime(format!(
-            "cannot build an HTTP client: {}",
-            http::describe_error(&e)
-        ))
-    })?;
+    let http = client(c.delivery.timeout)?;
     if dest.url.is_some() || dest.slack_api.is_some() {
         writeln!(
             out,
@@ -60,9 +58,30 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
         )
         .map_err(io)?;
     }
+    post_and_report(&http, dest, &rendered.body.to_string(), out).await
+}
+
+pub(super) fn client(timeout: std::time::Duration) -> Result<reqwest::Client, Failure> {
+    http::build_client(timeout).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot build an HTTP client: {}",
+            http::describe_error(&e)
+        ))
+    })
+}
+
+/// Posts `body` to `dest` once, bypassing the queue, and prints what the platform answered.
+pub(super) async fn post_and_report(
+    http: &reqwest::Client,
+    dest: &crate::config::Destination,
+    body: &str,
+    out: &mut dyn Write,
+) -> CommandResult {
+    let io = |e: std::io::Error| Failure::runtime(format!("cannot write output: {e}"));
+    let to = &dest.name;
     out.flush().map_err(io)?;
     let answer = platform::of(dest.kind)
-        .send(&http, dest, &Action::Post, &rendered.body.to_string())
+        .send(http, dest, &Action::Post, body)
         .await;
     match answer.outcome {
         Outcome::Done { status, message_id } => {

@@ -71,6 +71,19 @@ pub fn receiver_url(public: &str, config: &Config) -> Result<Url, Failure> {
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
         .ok_or_else(|| Failure::invalid(format!("--url {public}: not an http(s) URL")))?;
+    // all-images.ai would post where printbell does not listen (404s nobody sees in time).
+    // A reverse proxy may mount the receiver under a prefix, so a path ending in the webhook
+    // path is fine.
+    let path = config.server.webhook_path.as_str();
+    if !url.path().ends_with(path) {
+        let mut hint = url.clone();
+        hint.set_path(path);
+        hint.set_query(None);
+        return Err(Failure::invalid(format!(
+            "--url {public}: its path `{}` is not this receiver's webhook path `{path}`; use {hint} (or change server.webhook_path)",
+            url.path()
+        )));
+    }
     if let Some(secret) = &config.server.secret {
         if !url.query_pairs().any(|(k, _)| k == "token") {
             url.query_pairs_mut().append_pair("token", secret);

@@ -54,6 +54,16 @@ pub fn expand(
     }
 }
 
+/// The names of the variables `text` refers to, in order (what [`expand`] would look up).
+pub fn variables(text: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    let _ = expand(text, &|name| {
+        names.borrow_mut().push(name.to_string());
+        Some(String::new())
+    });
+    names.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +152,11 @@ mod tests {
         );
         let empty_set = |name: &str| name.is_empty().then(|| "E".to_string());
         assert_eq!(expand("<${}>", &empty_set), Ok("<E>".into()));
+    }
+
+    #[test]
+    fn variables_lists_the_names_looked_up() {
+        assert_eq!(variables("${A}-$$-${B}x$"), ["A", "B"]);
+        assert!(variables("plain").is_empty());
     }
 }

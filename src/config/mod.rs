@@ -66,6 +66,7 @@ pub fn load_partial(path: &Path) -> (Option<Config>, Vec<Problem>) {
                 line: None,
                 column: None,
                 message,
+                unset_secret_of: None,
             };
             (None, vec![problem])
         }

@@ -8,10 +8,10 @@
 pub use crate::domain::Mode;
 use crate::domain::{EventType, Kind};
 use crate::store::Backend;
-use reqwest::Url;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use url::Url;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/all-images";

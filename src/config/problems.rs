@@ -14,6 +14,9 @@ pub struct Problem {
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub message: String,
+    /// Set when the problem is only that a variable in this destination's secret (its URL or
+    /// token) is unset: `preview` and `send-test` can leave that destination out and go on.
+    pub unset_secret_of: Option<String>,
 }
 
 impl fmt::Display for Problem {
@@ -78,6 +81,7 @@ impl<'a> Problems<'a> {
             line,
             column,
             message: message.into(),
+            unset_secret_of: None,
         });
     }
 

@@ -564,6 +564,10 @@ impl Lane {
             tracing::error!(destination = %self.name, delivery = d.id.0, error = %e, "could not mark dead");
         }
         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "dead").increment(1);
+        // The hint names the config this service runs with, absolute: run from another
+        // directory without it, `deliveries retry` would open another store.
+        let file = self.live.get().config.file.clone();
+        let config = std::fs::canonicalize(&file).unwrap_or(file);
         tracing::error!(
             delivery = d.id.0,
             event = %d.event_id,
@@ -572,7 +576,8 @@ impl Lane {
             attempt = d.attempts + counted as u32,
             status = status.map(i64::from).unwrap_or(-1),
             error = %error,
-            "delivery is dead; `printbell deliveries retry {}` sends it again",
+            "delivery is dead; `printbell --config {} deliveries retry {}` sends it again",
+            config.display(),
             d.id
         );
     }

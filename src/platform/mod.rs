@@ -87,6 +87,12 @@ pub trait Platform: Send + Sync {
     /// Whether the destination can edit its messages (`mode = "live"` is possible).
     fn can_edit(&self, dest: &Destination) -> bool;
 
+    /// A link to a page that draws `body` as the platform would, without posting it (`preview
+    /// --links`). It holds only the body: never a webhook URL or token.
+    fn share_link(&self, _body: &Value) -> Option<String> {
+        None
+    }
+
     /// A posted message's id as a person reads it.
     fn describe_message(&self, id: &str) -> String {
         format!("message id {id}")

@@ -143,10 +143,68 @@ impl Renderer {
 /// `http`/`https` URLs, normalised (spaces and other unsafe characters percent-encoded), of
 /// at most `max` characters; anything else is never attached.
 pub fn attachable_url(url: Option<&str>, max: usize) -> Option<String> {
-    let url = reqwest::Url::parse(url?.trim()).ok()?;
+    let url = url::Url::parse(url?.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return None;
     }
     let text = String::from(url);
     (text.len() <= max).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use serde_json::json;
+
+    fn text_for(event: serde_json::Value) -> String {
+        let config = parse(
+            std::path::Path::new("t.toml"),
+            "[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"out\"]\n",
+            &|_| None,
+        )
+        .expect("config");
+        let renderer = Renderer::new(&config).expect("templates");
+        let event = crate::event::from_value(&event).expect("event");
+        let targets = crate::routing::route(&config, &event);
+        let r = renderer
+            .render(&config, &targets[0], &event)
+            .expect("rendered");
+        r.body["text"].as_str().expect("text").to_string()
+    }
+
+    fn failed(meta: serde_json::Value) -> serde_json::Value {
+        json!({"id": "e", "type": "print.failed", "data": {"id": "g", "status": 4, "metaData": meta}})
+    }
+
+    #[test]
+    fn a_failure_says_its_reason_or_that_there_was_none() {
+        let with = text_for(failed(
+            json!({"reason": "NSFW filter", "requestedBy": "ana"}),
+        ));
+        assert!(
+            with.contains("Reason: NSFW filter (status Error, 4)."),
+            "{with}"
+        );
+        assert!(with.contains("Requested by ana"), "{with}");
+        let without = text_for(failed(json!({})));
+        assert!(
+            without.contains("all-images.ai gave no reason (status Error, 4)."),
+            "{without}"
+        );
+        assert!(!without.contains("Requested by"), "{without}");
+    }
+
+    #[test]
+    fn who_asked_and_the_aspect_ratio_are_shown_when_the_event_has_them() {
+        let event = json!({"id": "e", "type": "print.created", "data": {
+            "id": "g", "nbImages": 2,
+            "params": [{"name": "aspectRatio", "value": "1:1"}],
+            "metaData": {"requestedBy": "design-team"}}});
+        let text = text_for(event);
+        assert!(
+            text.ends_with("Requested by design-team · aspect ratio 1:1"),
+            "{text}"
+        );
+    }
 }

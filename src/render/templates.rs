@@ -52,16 +52,28 @@ impl Field {
     }
 }
 
+/// Who asked for the generation and its useful parameters, when the event says: a line like
+/// "Requested by design-team · aspect ratio 16:9" (nothing when it says neither).
+macro_rules! details {
+    () => {
+        "{% set m = generation.metadata %}{% set p = generation.params %}\
+         {% set who = m.requestedBy or m.requested_by or m.requester or m.user or m.author %}\
+         {% set ratio = p.aspectRatio or p.aspect_ratio or p.ratio %}\
+         {% if who or ratio %}\n{{ ('Requested by ' ~ who) if who }}{{ ' · ' if who and ratio }}\
+         {{ ('aspect ratio ' ~ ratio) if ratio }}{% endif %}"
+    };
+}
+
 /// The built-in template for each event type: (title, text).
 pub fn default_template(event_type: Option<EventType>) -> (&'static str, &'static str) {
     match event_type {
         Some(EventType::Created) => (
             concat!("New generation: ", "{{ generation.name or generation.id }}"),
-            "{{ generation.prompt | quote }}\nQueued: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} requested.",
+            concat!("{{ generation.prompt | quote }}\nQueued: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} requested.", details!()),
         ),
         Some(EventType::Active) => (
             concat!("Generating: ", "{{ generation.name or generation.id }}"),
-            "{{ generation.prompt | quote }}\nStarted: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} on the way.",
+            concat!("{{ generation.prompt | quote }}\nStarted: {{ progress.total }} image{{ '' if progress.total == 1 else 's' }} on the way.", details!()),
         ),
         Some(EventType::Progress) => (
             concat!("{{ generation.name or generation.id }}", ": image {{ progress.done }} of {{ progress.total }} ready"),
@@ -69,11 +81,19 @@ pub fn default_template(event_type: Option<EventType>) -> (&'static str, &'stati
         ),
         Some(EventType::Failed) => (
             concat!("Generation failed: ", "{{ generation.name or generation.id }}"),
-            "{{ generation.prompt | quote }}\nStatus: {{ generation.status_name or 'Error' }}. No images were delivered{{ ' after ' ~ progress.done ~ ' of ' ~ progress.total if progress.done > 0 }}.",
+            concat!(
+                "{{ generation.prompt | quote }}\n",
+                "{% set m = generation.metadata %}",
+                "{% set reason = m.reason or m.error or m.errorMessage or m.error_message or m.failureReason or m.failure_reason or m.message %}",
+                "{% if reason %}Reason: {{ reason }}{% else %}all-images.ai gave no reason{% endif %}",
+                " (status {{ generation.status_name or 'unknown' }}{{ ', ' ~ generation.status if generation.status is not none }}).",
+                " No images were delivered{{ ' after ' ~ progress.done ~ ' of ' ~ progress.total if progress.done > 0 }}.",
+                details!()
+            ),
         ),
         Some(EventType::Completed) => (
             concat!("{{ generation.name or generation.id }}", " is ready ({{ images | length }} image{{ '' if images | length == 1 else 's' }})"),
-            "{{ generation.prompt | quote }}",
+            concat!("{{ generation.prompt | quote }}", details!()),
         ),
         None => (
             "{{ event.type }}: {{ generation.name or generation.id }}",
@@ -307,6 +327,7 @@ fn problem(
             field.name(),
             e.detail().unwrap_or(&e.kind().to_string())
         ),
+        unset_secret_of: None,
     }
 }
 

@@ -94,23 +94,35 @@ pub fn app(state: Arc<AppState>, webhook_path: &str, with_metrics: bool) -> impl
         .around(move |ep, req| with_allow(ep, req, allow_path.clone()))
 }
 
-/// Adds the `Allow` header HTTP requires on a 405: the webhook path takes POST, the rest GET.
+/// Adds the `Allow` header HTTP requires on a 405 (the webhook path takes POST, the rest GET),
+/// and logs requests to a wrong path or with a wrong method: "no log line at all" must mean
+/// nothing reached printbell. The path is logged without its query, which may hold the token.
 async fn with_allow<E: Endpoint>(
     ep: E,
     req: poem::Request,
     webhook_path: std::sync::Arc<str>,
 ) -> poem::Result<Response> {
-    let allow = if req.uri().path() == &*webhook_path {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let allow = if path == *webhook_path {
         "POST"
     } else {
         "GET, HEAD"
     };
     let mut resp = ep.call(req).await?.into_response();
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut().insert(
-            poem::http::header::ALLOW,
-            poem::http::HeaderValue::from_static(allow),
-        );
+    let shown = crate::render::text::truncate(&path, 200);
+    match resp.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            tracing::info!(%method, path = %shown, status = 405, allow, "request with a method this path does not take");
+            resp.headers_mut().insert(
+                poem::http::header::ALLOW,
+                poem::http::HeaderValue::from_static(allow),
+            );
+        }
+        StatusCode::NOT_FOUND => {
+            tracing::info!(%method, path = %shown, status = 404, webhook_path = %webhook_path, "request to an unknown path");
+        }
+        _ => {}
     }
     Ok(resp)
 }

@@ -9,6 +9,7 @@
 //! | [`validate`] | strict checks of Slack / Discord bodies against the platforms' limits |
 //! | [`platform`] | the destination kinds (`printbell::config::Kind`) and which validator fits |
 //! | [`mock_chat`] | the mock Slack / Discord webhook servers, scriptable and strict |
+//! | [`mock_slack_api`] | the mock Slack Web API (`chat.postMessage`, `chat.update`) for bot tokens |
 //! | [`fixtures`] | sample events (`tests/fixtures/`) and config text |
 //! | [`service`] | the service started in-process on a loopback port |
 //! | [`child`] | the real binary as a child process (`serve`), signals, kill -9, free ports |
@@ -30,6 +31,8 @@ pub mod cli;
 pub mod fixtures;
 #[cfg(feature = "harness")]
 pub mod mock_chat;
+#[cfg(feature = "harness")]
+pub mod mock_slack_api;
 #[cfg(feature = "harness")]
 pub mod postgres;
 #[cfg(feature = "harness")]

@@ -14,6 +14,18 @@
 //! * Strict mode (default on) validates every POST body with [`crate::validate`] and answers
 //!   400 the way the platform would (Slack `invalid_payload`/`invalid_blocks`/`no_text`,
 //!   Discord 50035/50006/50109). The problems are kept in [`Received::problems`].
+//!   A PATCH of `…/messages/{id}` is checked against the edit schema
+//!   (`IncomingWebhookUpdateRequestPartial`: no `username`, `avatar_url`, `tts`,
+//!   `thread_name`; the execute limits), also answered 400 50035.
+//! * Discord messages posted with `?wait=true` are kept: GET / PATCH / DELETE
+//!   `…/messages/{id}` work on them, within the thread they were posted in (`?thread_id=`
+//!   must name it, as on Discord; otherwise, or once deleted, 404 code 10008 Unknown
+//!   Message). [`MockChat::message`] shows a message as edited so far, with the
+//!   `mentions` / `mention_roles` / `mention_everyone` its content and `allowed_mentions`
+//!   make; [`MockChat::delete_message`] deletes one as a user would in the channel.
+//! * Rate limits are opt-in ([`MockChat::enforce_discord_limits`]): a Discord webhook's
+//!   bucket covers its execute path and every `…/messages/{id}` path (execute, edit, get
+//!   and delete share one budget per webhook, as on Discord).
 //! * Order of decisions for one request: method (405) → rate-limit bucket (429) → strict
 //!   validation (400) → scripted reply → default reply → [`Reply::Auto`].
 //!   A request rejected by 405/429/400 does **not** consume a scripted reply.
@@ -112,6 +124,8 @@ pub struct Received {
     pub problems: Vec<String>,
     /// Body of the answer the mock sent (or will send, for a running Delay).
     pub response_body: String,
+    /// Headers of that answer (lower-cased names), e.g. `retry-after`, `x-ratelimit-*`.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Received {
@@ -126,6 +140,14 @@ impl Received {
         self.headers
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
+    }
+    /// A header of the mock's answer.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.response_headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -414,6 +436,8 @@ impl MockChat {
     /// path carries `X-RateLimit-Limit/-Remaining/-Reset/-Reset-After/-Bucket`; a request over
     /// the limit gets 429 with `retry_after` = time left in the window (rounded up to ms).
     /// Every request counts, including ones that then fail validation or hit a script.
+    /// On a Discord webhook path the bucket also holds its `…/messages/{id}` paths: posts,
+    /// edits, gets and deletes of one webhook share it.
     pub fn enforce_discord_limits(&self, path: &str, limit: u32, window: Duration) {
         self.add_bucket(path, limit, window, Flavor::Discord);
     }
@@ -495,6 +519,36 @@ impl MockChat {
     /// Forgets all received requests (scripts, defaults and buckets stay).
     pub fn clear_requests(&self) {
         self.shared.lock().log.clear();
+    }
+
+    /// The Discord message `message_id` posted (with `?wait=true`) to the webhook `webhook`,
+    /// as it is now: after every edit, with its `embeds` as Discord stores them (`type`
+    /// "rich") and `edited_timestamp` set once edited. None if never posted or deleted.
+    pub fn message(&self, webhook: &str, message_id: &str) -> Option<Value> {
+        let key = format!("{}/messages/{message_id}", canon(webhook));
+        self.shared.lock().messages.get(&key).cloned()
+    }
+
+    /// Every message of the webhook `webhook` that exists now (not deleted), oldest first.
+    pub fn messages(&self, webhook: &str) -> Vec<Value> {
+        let prefix = format!("{}/messages/", canon(webhook));
+        let mut list: Vec<Value> = self
+            .shared
+            .lock()
+            .messages
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, m)| m.clone())
+            .collect();
+        list.sort_by_key(|m| m["id"].as_str().and_then(|id| id.parse::<u64>().ok()));
+        list
+    }
+
+    /// Deletes a message as a user (or a moderator) would in the channel: later GET / PATCH /
+    /// DELETE of it answer 404 code 10008 Unknown Message. False if there was no such message.
+    pub fn delete_message(&self, webhook: &str, message_id: &str) -> bool {
+        let key = format!("{}/messages/{message_id}", canon(webhook));
+        self.shared.lock().messages.remove(&key).is_some()
     }
 
     /// Waits until at least `n` requests (any status, answered or not) arrived on `path`;
@@ -900,6 +954,52 @@ fn classify(path: &str) -> PathKind {
     }
 }
 
+/// The rate-limit bucket a request counts against: a Discord message path shares its
+/// webhook's bucket.
+fn bucket_key(kind: &PathKind, route: &str) -> String {
+    match (kind, route.rfind("/messages/")) {
+        (PathKind::DiscordMessage { .. }, Some(i)) => route[..i].to_string(),
+        _ => route.to_string(),
+    }
+}
+
+/// The channel a Discord request addresses: its `thread_id`, else the webhook's channel.
+fn discord_channel(query: Option<&str>) -> String {
+    query_param(query, "thread_id").unwrap_or_else(|| DISCORD_CHANNEL_ID.into())
+}
+
+/// The channel id of the mock's Discord webhooks (a message in a thread has the thread's id).
+pub const DISCORD_CHANNEL_ID: &str = "1100000000000000001";
+
+/// Sets a message's `mentions` / `mention_roles` / `mention_everyone` from the body that
+/// posted or edited its content.
+fn set_mentions(msg: &mut Value, body: &Value) {
+    let p = validate::discord_pings(body);
+    msg["mentions"] = Value::Array(
+        p.users
+            .iter()
+            .map(|id| json!({"id": id, "username": format!("user{id}"), "discriminator": "0"}))
+            .collect(),
+    );
+    msg["mention_roles"] = json!(p.roles);
+    msg["mention_everyone"] = json!(p.everyone);
+}
+
+/// Embeds as Discord stores them: a webhook's embeds are always `rich`.
+fn rich(embeds: &Value) -> Value {
+    let list = embeds.as_array().cloned().unwrap_or_default();
+    Value::Array(
+        list.into_iter()
+            .map(|mut e| {
+                if let Some(o) = e.as_object_mut() {
+                    o.insert("type".into(), json!("rich"));
+                }
+                e
+            })
+            .collect(),
+    )
+}
+
 fn is_true(v: Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "True" | "1"))
 }
@@ -1121,7 +1221,7 @@ fn resolve(st: &mut State, reply: Reply, ctx: &Ctx) -> (Duration, Action) {
             } else {
                 let (limit, bucket) = st
                     .buckets
-                    .get(ctx.path)
+                    .get(&bucket_key(ctx.kind, ctx.path))
                     .map(|b| (b.limit, b.id.clone()))
                     .unwrap_or((5, "mockscriptedbucket".into()));
                 r.headers.extend(ratelimit_headers(
@@ -1161,22 +1261,9 @@ fn auto(st: &mut State, ctx: &Ctx) -> Response {
             st.seq += 1;
             let id = snowflake(st.seq);
             let body = ctx.json.clone().unwrap_or(json!({}));
-            let channel_id =
-                query_param(ctx.query, "thread_id").unwrap_or_else(|| "1100000000000000001".into());
-            let embeds: Vec<Value> = body
-                .get("embeds")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|mut e| {
-                    if let Some(o) = e.as_object_mut() {
-                        o.insert("type".into(), json!("rich"));
-                    }
-                    e
-                })
-                .collect();
-            let msg = json!({
+            let channel_id = discord_channel(ctx.query);
+            let embeds = rich(body.get("embeds").unwrap_or(&Value::Null));
+            let mut msg = json!({
                 "id": id,
                 "type": 0,
                 "content": body.get("content").and_then(Value::as_str).unwrap_or(""),
@@ -1201,6 +1288,7 @@ fn auto(st: &mut State, ctx: &Ctx) -> Response {
                 "components": [],
                 "webhook_id": webhook_id,
             });
+            set_mentions(&mut msg, &body);
             st.messages.insert(
                 format!("{}/messages/{}", ctx.path.trim_end_matches('/'), id),
                 msg.clone(),
@@ -1210,6 +1298,15 @@ fn auto(st: &mut State, ctx: &Ctx) -> Response {
         PathKind::DiscordMessage { .. } => {
             let unknown =
                 || json_response(404, &json!({"message": "Unknown Message", "code": 10008}));
+            // Discord looks for the message in the channel, or in the thread `thread_id` names.
+            let here = discord_channel(ctx.query);
+            if st
+                .messages
+                .get(ctx.path)
+                .is_some_and(|m| m["channel_id"].as_str() != Some(here.as_str()))
+            {
+                return unknown();
+            }
             match ctx.method {
                 "GET" => st
                     .messages
@@ -1229,9 +1326,15 @@ fn auto(st: &mut State, ctx: &Ctx) -> Response {
                         return unknown();
                     };
                     if let Some(Value::Object(patch)) = ctx.json {
+                        if patch.contains_key("content") {
+                            // Discord parses the mentions of edited content again, with the
+                            // edit's allowed_mentions (highlighted, but nobody is notified).
+                            set_mentions(m, ctx.json.as_ref().unwrap_or(&Value::Null));
+                        }
                         for k in ["content", "embeds", "flags", "components", "attachments"] {
                             if let Some(v) = patch.get(k) {
                                 m[k] = match (v.is_null(), k) {
+                                    (false, "embeds") => rich(v),
                                     (false, _) => v.clone(),
                                     (true, "content") => json!(""),
                                     (true, "flags") => json!(0),
@@ -1284,6 +1387,7 @@ fn decide(shared: &Shared, req: RawRequest) -> Planned {
         client_gone: false,
         problems: Vec::new(),
         response_body: String::new(),
+        response_headers: Vec::new(),
     });
 
     // 1. method
@@ -1295,7 +1399,7 @@ fn decide(shared: &Shared, req: RawRequest) -> Planned {
     // 2. rate-limit bucket (every request counts)
     let mut rl_headers = Vec::new();
     let mut limited: Option<Response> = None;
-    if let Some(b) = st.buckets.get_mut(&route) {
+    if let Some(b) = st.buckets.get_mut(&bucket_key(&kind, &route)) {
         let (flavor, limit, id) = (b.flavor, b.limit, b.id.clone());
         match b.take(now) {
             BucketOutcome::Allowed {
@@ -1378,6 +1482,7 @@ fn decide(shared: &Shared, req: RawRequest) -> Planned {
     entry.problems = problems;
     if let Action::Respond(r) = &action {
         entry.response_body = String::from_utf8_lossy(&r.body).into_owned();
+        entry.response_headers = r.headers.clone();
         if delay.is_zero() {
             entry.status = r.status;
             entry.answered_at = Some(Instant::now());

@@ -1504,3 +1504,71 @@ pub fn discord_live_mentions(body: &Value) -> Vec<String> {
     }
     out
 }
+
+/// Who a Discord message body notifies: the mentions in `content` that its
+/// `allowed_mentions` lets through (when it is absent, a webhook's default: users only).
+/// Mentions in embeds never notify.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscordPings {
+    /// User ids, in order of appearance, without duplicates.
+    pub users: Vec<String>,
+    /// Role ids, in order of appearance, without duplicates.
+    pub roles: Vec<String>,
+    /// `@everyone` or `@here` pings.
+    pub everyone: bool,
+}
+
+impl DiscordPings {
+    /// True when nobody is notified.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.roles.is_empty() && !self.everyone
+    }
+}
+
+/// What [`DiscordPings`] a body (execute or edit) would notify.
+pub fn discord_pings(body: &Value) -> DiscordPings {
+    let content = body.get("content").and_then(Value::as_str).unwrap_or("");
+    let am = body.get("allowed_mentions").filter(|v| v.is_object());
+    let list = |key: &str| -> Vec<String> {
+        am.and_then(|a| a.get(key))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let parse: Vec<String> = match am {
+        Some(_) => list("parse"),
+        None => vec!["users".to_string()],
+    };
+    let (allowed_users, allowed_roles) = (list("users"), list("roles"));
+    let mut out = DiscordPings::default();
+    let mut rest = content;
+    while let Some(i) = rest.find("<@") {
+        let after = &rest[i + 2..];
+        rest = after;
+        let (role, ids) = match after.strip_prefix('&') {
+            Some(r) => (true, r),
+            None => (false, after.strip_prefix('!').unwrap_or(after)),
+        };
+        let digits: String = ids.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() || !ids[digits.len()..].starts_with('>') {
+            continue;
+        }
+        let (kind, allowed, seen) = if role {
+            ("roles", &allowed_roles, &mut out.roles)
+        } else {
+            ("users", &allowed_users, &mut out.users)
+        };
+        if (parse.iter().any(|p| p == kind) || allowed.contains(&digits)) && !seen.contains(&digits)
+        {
+            seen.push(digits);
+        }
+    }
+    out.everyone = parse.iter().any(|p| p == "everyone")
+        && (content.contains("@everyone") || content.contains("@here"));
+    out
+}

@@ -692,6 +692,124 @@ fn assert_untouched(l: &TcpListener) {
 }
 
 #[test]
+fn preview_and_send_test_leave_out_destinations_whose_secret_is_unset() {
+    let cfg = Cfg::new(
+        "[destinations.team]\nkind = \"slack\"\nurl = \"${PB_UNSET_SLACK_URL}\"\n[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"team\", \"out\"]\n",
+    );
+    let (code, out, err) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.created"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("destination `team` is left out") && err.contains("PB_UNSET_SLACK_URL"),
+        "{err}"
+    );
+    let names: Vec<String> = preview_blocks(&out).into_iter().map(|b| b.0).collect();
+    assert_eq!(names, ["out"], "{out}");
+    // The destination whose secret is missing cannot be tested, and says why.
+    let (code, _, err) = cli(&["send-test", "--config", cfg.p(), "--to", "team"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--to team") && err.contains("PB_UNSET_SLACK_URL"),
+        "{err}"
+    );
+    // serve's and check's rules stay strict.
+    let (code, _, err) = cli(&["check", "--config", cfg.p()], &[]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn preview_says_why_each_route_did_not_take_the_event() {
+    let cfg = preview_config(9);
+    let (code, out, err) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.created"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("route 1 does not take it: event type print.created is not in its events [print.completed, print.failed]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route 3 does not take it: it takes untagged generations only, and this one has tags [marketing, banners]"),
+        "{out}"
+    );
+    // print.failed's sample is tagged `alerts`: route 1 wants Marketing.
+    let (code, out, _) = cli(
+        &["preview", "--config", cfg.p(), "--event", "print.failed"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("route 1 does not take it: no tag in common: it wants any of [marketing], the generation has [alerts]"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("route 2 does not take it"),
+        "route 2 takes it: {out}"
+    );
+}
+
+#[test]
+fn preview_links_show_each_message_drawn_by_the_platform_without_secrets() {
+    use base64::Engine;
+    let (listener, port) = watched_port();
+    let cfg = preview_config(port);
+    let args = [
+        "preview",
+        "--config",
+        cfg.p(),
+        "--event",
+        "print.completed",
+        "--links",
+    ];
+    let (code, out, err) = cli(&args, &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_untouched(&listener);
+    assert!(
+        !out.contains(SLACK_TOKEN) && !out.contains(DISCORD_TOKEN),
+        "{out}"
+    );
+    let blocks = preview_blocks(&out);
+    let body = |name: &str| {
+        blocks
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, b)| b.clone())
+            .unwrap_or_else(|| panic!("no {name}:\n{out}"))
+    };
+    let link = |name: &str| -> String {
+        let marker = format!("-- {name}: see it drawn: ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&marker))
+            .unwrap_or_else(|| panic!("no link for {name}:\n{out}"))
+            .to_string()
+    };
+    let slack = link("team-slack");
+    let encoded = slack
+        .strip_prefix("https://app.slack.com/block-kit-builder/#")
+        .expect("Block Kit Builder link");
+    let decoded = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .expect("utf-8");
+    let shown: Value = serde_json::from_str(&decoded).expect("JSON");
+    assert_eq!(shown, json!({"blocks": body("team-slack")["blocks"]}));
+
+    let discord = link("oncall");
+    let data = discord
+        .strip_prefix("https://discohook.app/?data=")
+        .expect("Discohook link");
+    assert!(!data.contains('='), "unpadded");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(data)
+        .expect("base64url");
+    let shown: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(shown, json!({"messages": [{"data": body("oncall")}]}));
+    assert!(shown.get("targets").is_none());
+}
+
+#[test]
 fn preview_of_a_live_destination_shows_the_first_post_the_edit_and_the_ping() {
     let (listener, port) = watched_port();
     let cfg = preview_config(port);
@@ -1023,6 +1141,62 @@ fn store_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
+fn deliveries_show_and_list_json_tell_everything_stored() {
+    let (_dir, store) = store_dir();
+    let s = seed_store(&store);
+    let st = store.to_str().expect("utf-8");
+    let (code, out, err) = cli(
+        &["deliveries", "--store", st, "show", &s.old_dead.to_string()],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for want in [
+        format!("delivery {} to oncall", s.old_dead),
+        "event evt_cli_old (print.failed)".to_string(),
+        "state dead, 1 attempt(s)".to_string(),
+        "last error: 404 Unknown Webhook".to_string(),
+        "\"text\": \"hi\"".to_string(),
+    ] {
+        assert!(out.contains(&want), "no `{want}` in:\n{out}");
+    }
+    let (code, _, err) = cli(&["deliveries", "--store", st, "show", "424242"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no delivery with id 424242"), "{err}");
+
+    let (code, out, err) = cli(&["deliveries", "--store", st, "list", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let all: Value = serde_json::from_str(&out).expect("JSON");
+    let rows = all.as_array().expect("array");
+    assert_eq!(rows.len(), 4, "{out}");
+    let done = rows
+        .iter()
+        .find(|r| r["id"] == s.old_done)
+        .expect("done row");
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["event_id"], "evt_cli_old");
+    assert!(done["received_at"]
+        .as_str()
+        .is_some_and(|t| t.contains('T')));
+
+    // The table shows the event id and when it was received, and a 200 is not an error.
+    let (_, out, _) = cli(&["deliveries", "--store", st, "list"], &[]);
+    let header = out.lines().next().expect("header");
+    assert!(
+        header.contains("EVENT ID") && header.contains("RECEIVED"),
+        "{header}"
+    );
+    let done_line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", s.old_done)))
+        .expect("done line");
+    assert!(done_line.contains("evt_cli_old"), "{done_line}");
+    assert!(
+        !done_line.contains(" 200 "),
+        "a success shown as an error: {done_line}"
+    );
+}
+
+#[test]
 fn deliveries_list_shows_the_queue_as_a_table() {
     let (_dir, store) = store_dir();
     let s = seed_store(&store);
@@ -1098,6 +1272,92 @@ fn deliveries_list_shows_the_queue_as_a_table() {
     );
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("zombie"), "{err}");
+}
+
+#[test]
+fn deliveries_retry_of_a_delivered_message_needs_force() {
+    let (_dir, store) = store_dir();
+    let s = seed_store(&store);
+    let st = store.to_str().expect("utf-8");
+    let done = s.old_done.to_string();
+    let (code, out, err) = cli(&["deliveries", "--store", st, "retry", &done], &[]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("already delivered") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        states(&store)
+            .into_iter()
+            .find(|(id, _)| *id == s.old_done)
+            .map(|(_, st)| st),
+        Some("done".to_string()),
+        "refused: nothing changed"
+    );
+    let (code, out, err) = cli(
+        &["deliveries", "--store", st, "retry", &done, "--force"],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(states(&store).contains(&(s.old_done, "pending".to_string())));
+}
+
+#[test]
+fn a_log_level_that_is_not_one_is_an_error() {
+    let cfg = preview_config(9);
+    for (args, envs, named) in [
+        (
+            vec!["--log-level", "verbose", "check"],
+            vec![],
+            "--log-level",
+        ),
+        (
+            vec!["check"],
+            vec![("RUST_LOG", "printbell=loud")],
+            "RUST_LOG",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--config", cfg.p()]);
+        let (code, out, err) = cli(&args, &envs);
+        assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(err.contains(named) && err.contains("not a log"), "{err}");
+    }
+    let mut args = vec!["--log-level", "debug", "check", "--config"];
+    args.push(cfg.p());
+    assert_eq!(cli(&args, &[]).0, 0, "a real level is fine");
+}
+
+#[test]
+fn errors_name_the_environment_variable_they_come_from() {
+    let cfg = preview_config(9);
+    let (code, _, err) = cli(
+        &["check", "--config", cfg.p()],
+        &[("PRINTBELL_LISTEN", "8080")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("environment variable PRINTBELL_LISTEN = \"8080\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains(":2:"),
+        "not blamed on the file's listen line: {err}"
+    );
+
+    let empty = Cfg::new(
+        "[destinations.team]\nkind = \"slack\"\nurl = \"${SLACK_WEBHOOK_URL}\"\n[[routes]]\nto = [\"team\"]\n",
+    );
+    let (code, _, err) = cli(
+        &["check", "--config", empty.p()],
+        &[("SLACK_WEBHOOK_URL", "")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("SLACK_WEBHOOK_URL is set to an empty string"),
+        "{err}"
+    );
+    assert!(!err.contains("relative URL"), "{err}");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 mod cli;
 mod delivery;
 mod hardening;
+mod live;
 mod mock_selftest;
 mod ops;
 mod pipeline;

@@ -1410,3 +1410,698 @@ fn live_token_helpers() {
         ]
     );
 }
+
+#[test]
+fn discord_pings_follow_allowed_mentions() {
+    let p = validate::discord_pings(&json!({
+        "content": "<@&111> <@222> <@!333> @here <@&111>",
+        "allowed_mentions": {"parse": [], "roles": ["111"]}
+    }));
+    assert_eq!(p.roles, vec!["111".to_string()]);
+    assert!(p.users.is_empty() && !p.everyone);
+    // Without allowed_mentions a webhook parses users only.
+    let p = validate::discord_pings(&json!({"content": "<@&111> <@222> @everyone"}));
+    assert_eq!(p.users, vec!["222".to_string()]);
+    assert!(p.roles.is_empty() && !p.everyone);
+    let p = validate::discord_pings(&json!({
+        "content": "@here <@&9>",
+        "allowed_mentions": {"parse": ["everyone", "roles"]}
+    }));
+    assert!(p.everyone);
+    assert_eq!(p.roles, vec!["9".to_string()]);
+    // Mentions in embeds never notify; parse [] silences everything.
+    assert!(validate::discord_pings(&json!({
+        "content": "<@1> @everyone",
+        "embeds": [{"title": "<@&2>"}],
+        "allowed_mentions": {"parse": []}
+    }))
+    .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discord: edits, deleted messages, threads, one bucket per webhook
+// ---------------------------------------------------------------------------------------------
+
+async fn discord_post_wait(
+    c: &reqwest::Client,
+    mock: &MockChat,
+    query: &str,
+    body: &Value,
+) -> Value {
+    let r = post(c, format!("{}?wait=true{query}", mock.url(DISCORD)), body).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn patch(c: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let r = c.patch(url).json(body).send().await.expect("patch");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn discord_edits_are_checked_against_the_edit_schema() {
+    let mock = MockChat::start().await;
+    let c = client();
+    let m = discord_post_wait(&c, &mock, "", &good_discord()).await;
+    let msg = mock.url(&format!("{DISCORD}/messages/{}", m["id"].as_str().unwrap()));
+    for (key, value) in [
+        ("username", json!("printbell")),
+        ("avatar_url", json!("https://example.com/a.png")),
+        ("tts", json!(false)),
+        ("thread_name", json!("a thread")),
+    ] {
+        let mut body = json!({"content": "edited", "allowed_mentions": {"parse": []}});
+        body[key] = value;
+        let (status, answer) = patch(&c, msg.clone(), &body).await;
+        assert_eq!(status, 400, "{key}: {answer}");
+        assert_eq!(answer["code"], 50035, "{answer}");
+        assert!(answer["errors"][key]["_errors"].is_array(), "{answer}");
+    }
+    // The execute limits hold for edits too.
+    let (status, answer) = patch(&c, msg.clone(), &json!({"content": "x".repeat(2001)})).await;
+    assert_eq!((status, answer["code"].clone()), (400, json!(50035)));
+    let too_many: Vec<Value> = (0..11).map(|i| json!({"title": format!("e{i}")})).collect();
+    let (status, _) = patch(&c, msg.clone(), &json!({"embeds": too_many})).await;
+    assert_eq!(status, 400);
+    let (status, answer) = patch(
+        &c,
+        msg.clone(),
+        &json!({"embeds": [{"title": "t", "color": 0x2ECC71}], "allowed_mentions": {"parse": []}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let reqs = mock.requests_to(&format!("{DISCORD}/messages/{}", m["id"].as_str().unwrap()));
+    assert_eq!(reqs.len(), 7);
+    assert!(reqs[..6].iter().all(|r| !r.problems.is_empty()));
+    assert!(reqs[6].problems.is_empty());
+}
+
+#[tokio::test]
+async fn discord_message_state_follows_edits_and_knows_its_pings() {
+    let mock = MockChat::start().await;
+    let c = client();
+    let m = discord_post_wait(&c, &mock, "", &good_discord()).await;
+    let id = m["id"].as_str().unwrap().to_string();
+    // good_discord pings exactly its role.
+    assert_eq!(m["mention_roles"], json!(["123456789012345678"]));
+    assert_eq!(m["mention_everyone"], false);
+    assert_eq!(mock.message(DISCORD, &id).unwrap(), m);
+
+    let (status, _) = patch(
+        &c,
+        mock.url(&format!("{DISCORD}/messages/{id}")),
+        &json!({"embeds": [{"title": "now green", "color": 0x2ECC71}], "allowed_mentions": {"parse": []}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let now = mock.message(DISCORD, &id).unwrap();
+    assert_eq!(
+        now["embeds"],
+        json!([{"title": "now green", "color": 0x2ECC71, "type": "rich"}])
+    );
+    assert_eq!(
+        now["content"], m["content"],
+        "content kept when the edit has none"
+    );
+    assert!(now["edited_timestamp"].is_string());
+    // Edited content is parsed again with the edit's allowed_mentions.
+    patch(
+        &c,
+        mock.url(&format!("{DISCORD}/messages/{id}")),
+        &json!({"content": "<@&123456789012345678> still", "allowed_mentions": {"parse": []}}),
+    )
+    .await;
+    assert_eq!(
+        mock.message(DISCORD, &id).unwrap()["mention_roles"],
+        json!([])
+    );
+
+    let second = discord_post_wait(&c, &mock, "", &json!({"content": "two"})).await;
+    let ids: Vec<Value> = mock
+        .messages(DISCORD)
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![m["id"].clone(), second["id"].clone()]);
+    assert!(mock.messages("/api/webhooks/9/other").is_empty());
+    assert!(mock.message(DISCORD, "1").is_none());
+}
+
+#[tokio::test]
+async fn discord_a_deleted_message_is_unknown() {
+    let mock = MockChat::start().await;
+    let c = client();
+    let m = discord_post_wait(&c, &mock, "", &good_discord()).await;
+    let id = m["id"].as_str().unwrap();
+    let path = format!("{DISCORD}/messages/{id}");
+    assert!(mock.delete_message(DISCORD, id));
+    assert!(!mock.delete_message(DISCORD, id), "already deleted");
+    assert!(mock.message(DISCORD, id).is_none());
+    let (status, answer) = patch(&c, mock.url(&path), &json!({"content": "x"})).await;
+    assert_eq!(status, 404);
+    assert_eq!(answer, json!({"message": "Unknown Message", "code": 10008}));
+    let r = c.get(mock.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.delete(mock.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(mock.messages(DISCORD).is_empty());
+}
+
+#[tokio::test]
+async fn discord_a_thread_message_is_found_only_with_its_thread_id() {
+    let mock = MockChat::start().await;
+    let c = client();
+    let m = discord_post_wait(&c, &mock, "&thread_id=42", &good_discord()).await;
+    let path = format!("{DISCORD}/messages/{}", m["id"].as_str().unwrap());
+    let edit = json!({"content": "x", "allowed_mentions": {"parse": []}});
+    assert_eq!(patch(&c, mock.url(&path), &edit).await.0, 404);
+    assert_eq!(
+        patch(&c, format!("{}?thread_id=43", mock.url(&path)), &edit)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        patch(&c, format!("{}?thread_id=42", mock.url(&path)), &edit)
+            .await
+            .0,
+        200
+    );
+    let r = c
+        .get(format!("{}?thread_id=42", mock.url(&path)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["content"], "x");
+    // A message of the channel itself is not in a thread.
+    let m = discord_post_wait(&c, &mock, "", &good_discord()).await;
+    let path = format!("{DISCORD}/messages/{}", m["id"].as_str().unwrap());
+    assert_eq!(
+        patch(&c, format!("{}?thread_id=42", mock.url(&path)), &edit)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(patch(&c, mock.url(&path), &edit).await.0, 200);
+}
+
+#[tokio::test]
+async fn discord_posts_and_edits_share_the_webhook_bucket() {
+    let mock = MockChat::start().await;
+    mock.enforce_discord_limits(DISCORD, 3, Duration::from_secs(2));
+    let c = client();
+    let r = post(
+        &c,
+        format!("{}?wait=true", mock.url(DISCORD)),
+        &good_discord(),
+    )
+    .await;
+    let h = r.headers().clone();
+    let m: Value = r.json().await.unwrap();
+    let msg = mock.url(&format!("{DISCORD}/messages/{}", m["id"].as_str().unwrap()));
+    let edit = json!({"content": "x", "allowed_mentions": {"parse": []}});
+    let r2 = c.patch(&msg).json(&edit).send().await.unwrap();
+    let r3 = c.get(&msg).send().await.unwrap();
+    let r4 = c.patch(&msg).json(&edit).send().await.unwrap();
+    let hs = [&h, r2.headers(), r3.headers(), r4.headers()];
+    assert_eq!(
+        hs.iter()
+            .map(|h| h["x-ratelimit-remaining"].to_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["2", "1", "0", "0"]
+    );
+    assert!(
+        hs.iter()
+            .all(|x| x["x-ratelimit-bucket"] == h["x-ratelimit-bucket"]),
+        "one bucket id for the webhook"
+    );
+    assert_eq!([r2.status(), r3.status()], [200, 200]);
+    assert_eq!(r4.status(), 429);
+    let body: Value = r4.json().await.unwrap();
+    let retry = body["retry_after"].as_f64().unwrap();
+    assert!(retry > 0.0 && retry <= 2.0, "{body}");
+    // A post is over the budget as well, another webhook is not.
+    assert_eq!(
+        post(&c, mock.url(DISCORD), &good_discord()).await.status(),
+        429
+    );
+    assert_eq!(
+        post(&c, mock.url("/api/webhooks/9/other"), &good_discord())
+            .await
+            .status(),
+        204
+    );
+    tokio::time::sleep(Duration::from_secs_f64(retry)).await;
+    assert_eq!(
+        c.patch(&msg).json(&edit).send().await.unwrap().status(),
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slack Web API mock
+// ---------------------------------------------------------------------------------------------
+
+use testkit::mock_slack_api::{self, Limit, MockSlackApi, SlackReply, POST_MESSAGE, UPDATE};
+
+const CH: &str = MockSlackApi::CHANNEL;
+
+/// For tests of other things than the rate limits.
+fn unlimited(api: &MockSlackApi) {
+    api.set_limit(POST_MESSAGE, None);
+    api.set_limit(UPDATE, None);
+}
+
+/// One Web API call: (HTTP status, Retry-After, JSON answer).
+async fn slack_call(
+    c: &reqwest::Client,
+    api: &MockSlackApi,
+    method: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let mut req = c
+        .post(api.method_url(method))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let r = req.send().await.expect("slack api answers");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn bot(c: &reqwest::Client, api: &MockSlackApi, method: &str, body: &Value) -> Value {
+    let (status, _, answer) = slack_call(c, api, method, Some(MockSlackApi::TOKEN), body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn slack_post(channel: &str) -> Value {
+    let mut b = good_slack();
+    b["channel"] = json!(channel);
+    b
+}
+
+#[tokio::test]
+async fn slack_api_posts_and_updates_messages() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    assert_eq!(api.api_url(), format!("{}/api", api.base()));
+    let c = client();
+    let a = bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(a["channel"], CH);
+    let ts = a["ts"].as_str().unwrap().to_string();
+    let (secs, micros) = ts.split_once('.').unwrap();
+    assert!(secs.len() == 10 && micros.len() == 6, "{ts}");
+    assert_eq!(a["message"]["text"], good_slack()["text"]);
+    assert_eq!(a["message"]["blocks"], good_slack()["blocks"]);
+    let b = bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await;
+    let ts2 = b["ts"].as_str().unwrap();
+    assert!(
+        ts2.parse::<f64>().unwrap() > ts.parse::<f64>().unwrap(),
+        "{ts} < {ts2}"
+    );
+
+    let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "4 of 4"}}]);
+    let u = bot(
+        &c,
+        &api,
+        UPDATE,
+        &json!({"channel": CH, "ts": ts, "text": "done", "blocks": blocks}),
+    )
+    .await;
+    assert_eq!(u["ok"], true, "{u}");
+    assert_eq!(
+        (u["channel"].as_str(), u["ts"].as_str()),
+        (Some(CH), Some(ts.as_str()))
+    );
+    assert_eq!(u["text"], "done");
+    let m = api.message(CH, &ts).unwrap();
+    assert_eq!((m.text.as_str(), &m.blocks, m.edits), ("done", &blocks, 1));
+    assert!(!m.deleted && m.thread_ts.is_none());
+    // Text without blocks drops the blocks, as on Slack.
+    bot(
+        &c,
+        &api,
+        UPDATE,
+        &json!({"channel": CH, "ts": ts, "text": "plain"}),
+    )
+    .await;
+    let m = api.message(CH, &ts).unwrap();
+    assert_eq!(
+        (m.text.as_str(), m.blocks.is_null(), m.edits),
+        ("plain", true, 2)
+    );
+    assert_eq!(api.messages(CH).len(), 2);
+    assert_eq!(api.posts().len(), 2);
+    assert_eq!(api.updates().len(), 2);
+    assert!(api.replies().is_empty());
+    let first = &api.requests()[0];
+    assert_eq!(first.path, "/api/chat.postMessage");
+    assert_eq!(mock_slack_api::method_of(first), Some(POST_MESSAGE));
+    assert_eq!(
+        first.header("authorization"),
+        Some(format!("Bearer {}", MockSlackApi::TOKEN).as_str())
+    );
+    assert!(first.answered_at.is_some());
+    let image = api.message(CH, ts2).unwrap().image_urls();
+    assert_eq!(
+        image,
+        [
+            "https://cdn.example.com/img/1.png",
+            "https://cdn.example.com/img/2.png"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn slack_api_checks_the_token() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    let c = client();
+    let body = slack_post(CH);
+    for token in [None, Some("xoxb-wrong")] {
+        let (status, _, a) = slack_call(&c, &api, POST_MESSAGE, token, &body).await;
+        assert_eq!(
+            (status, a),
+            (200, json!({"ok": false, "error": "invalid_auth"}))
+        );
+    }
+    api.add_token("xoxb-second");
+    assert_eq!(
+        slack_call(&c, &api, POST_MESSAGE, Some("xoxb-second"), &body)
+            .await
+            .2["ok"],
+        true
+    );
+    api.revoke_token(MockSlackApi::TOKEN);
+    let (status, _, a) = slack_call(&c, &api, POST_MESSAGE, Some(MockSlackApi::TOKEN), &body).await;
+    assert_eq!((status, a["error"].as_str()), (200, Some("token_revoked")));
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(
+        reqs.iter()
+            .map(mock_slack_api::error_of)
+            .collect::<Vec<_>>(),
+        [
+            Some("invalid_auth".into()),
+            Some("invalid_auth".into()),
+            None,
+            Some("token_revoked".into())
+        ]
+    );
+    assert!(
+        reqs[0].problems[0].contains("Bearer"),
+        "{:?}",
+        reqs[0].problems
+    );
+    assert_eq!(api.posts().len(), 1);
+}
+
+#[tokio::test]
+async fn slack_api_refuses_bad_channels_and_payloads() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    let c = client();
+    let err = |a: &Value| a["error"].as_str().map(str::to_string);
+    let a = bot(&c, &api, POST_MESSAGE, &slack_post("C0NOTHERE")).await;
+    assert_eq!(err(&a).as_deref(), Some("channel_not_found"));
+    let mut no_channel = good_slack();
+    no_channel["unfurl_links"] = json!(false);
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &no_channel).await).as_deref(),
+        Some("channel_not_found")
+    );
+
+    let mut long_header = slack_post(CH);
+    long_header["blocks"][0]["text"]["text"] = json!("h".repeat(151));
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &long_header).await).as_deref(),
+        Some("invalid_blocks")
+    );
+    let no_text = json!({"channel": CH, "unfurl_links": false});
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &no_text).await).as_deref(),
+        Some("no_text")
+    );
+    let long = json!({"channel": CH, "text": "x".repeat(40_001)});
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &long).await).as_deref(),
+        Some("msg_too_long")
+    );
+    let mut unknown = slack_post(CH);
+    unknown["unfurl"] = json!(false);
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &unknown).await).as_deref(),
+        Some("invalid_arguments")
+    );
+    let mut bad_type = slack_post(CH);
+    bad_type["reply_broadcast"] = json!("yes");
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &bad_type).await).as_deref(),
+        Some("invalid_arguments")
+    );
+
+    // Not JSON, not declared as JSON, an unknown method, not a POST.
+    let raw = |ct: &'static str, body: &'static str| {
+        c.post(api.method_url(POST_MESSAGE))
+            .header("authorization", format!("Bearer {}", MockSlackApi::TOKEN))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let a: Value = raw("application/json", "{nope")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(err(&a).as_deref(), Some("invalid_json"));
+    let a: Value = raw("application/x-www-form-urlencoded", "{}")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(err(&a).as_deref(), Some("invalid_arguments"));
+    let (status, _, a) = slack_call(
+        &c,
+        &api,
+        "chat.delete",
+        Some(MockSlackApi::TOKEN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!((status, err(&a).as_deref()), (404, Some("unknown_method")));
+    assert_eq!(
+        c.get(api.method_url(POST_MESSAGE))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+
+    api.archive_channel(CH);
+    assert_eq!(
+        err(&bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await).as_deref(),
+        Some("is_archived")
+    );
+    api.add_channel("C0SECOND");
+    assert_eq!(
+        bot(&c, &api, POST_MESSAGE, &slack_post("C0SECOND")).await["ok"],
+        true
+    );
+
+    let reqs = api.requests();
+    assert!(
+        reqs[..reqs.len() - 1]
+            .iter()
+            .all(|r| !r.problems.is_empty()),
+        "{}",
+        describe(&reqs)
+    );
+    assert!(api.messages(CH).is_empty());
+    assert_eq!(api.messages("C0SECOND").len(), 1);
+}
+
+fn describe(reqs: &[testkit::mock_chat::Received]) -> String {
+    testkit::mock_chat::describe_all(reqs)
+}
+
+#[tokio::test]
+async fn slack_api_update_of_a_missing_or_deleted_message_is_message_not_found() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    let c = client();
+    let err = |a: Value| a["error"].as_str().map(str::to_string);
+    let update =
+        |ts: &str| json!({"channel": CH, "ts": ts, "text": "t", "blocks": good_slack()["blocks"]});
+    assert_eq!(
+        err(bot(&c, &api, UPDATE, &update("1.000001")).await).as_deref(),
+        Some("message_not_found")
+    );
+    let ts = bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await["ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(bot(&c, &api, UPDATE, &update(&ts)).await["ok"], true);
+    // Only the token that posted a message may update it.
+    api.add_token("xoxb-other");
+    let (_, _, a) = slack_call(&c, &api, UPDATE, Some("xoxb-other"), &update(&ts)).await;
+    assert_eq!(err(a).as_deref(), Some("cant_update_message"));
+    assert!(api.delete_message(CH, &ts));
+    assert!(!api.delete_message(CH, &ts));
+    assert!(api.message(CH, &ts).unwrap().deleted);
+    assert_eq!(
+        err(bot(&c, &api, UPDATE, &update(&ts)).await).as_deref(),
+        Some("message_not_found")
+    );
+    assert_eq!(api.updates().len(), 1);
+    assert_eq!(api.message(CH, &ts).unwrap().edits, 1);
+}
+
+#[tokio::test]
+async fn slack_api_thread_replies_are_recorded() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    let c = client();
+    let parent = bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await["ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = json!({"channel": CH, "thread_ts": parent, "reply_broadcast": true, "text": "<!here> failed",
+                       "unfurl_links": false, "unfurl_media": false});
+    let a = bot(&c, &api, POST_MESSAGE, &reply).await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert_eq!(a["message"]["thread_ts"], json!(parent));
+    let m = api.message(CH, a["ts"].as_str().unwrap()).unwrap();
+    assert_eq!(m.thread_ts.as_deref(), Some(parent.as_str()));
+    assert!(m.reply_broadcast);
+    assert_eq!(api.replies().len(), 1);
+    assert_eq!(api.posts().len(), 1);
+    let mut orphan = reply.clone();
+    orphan["thread_ts"] = json!("1.000001");
+    assert_eq!(
+        bot(&c, &api, POST_MESSAGE, &orphan).await["error"],
+        "thread_not_found"
+    );
+}
+
+#[tokio::test]
+async fn slack_api_rate_limits_per_method_and_channel() {
+    let api = MockSlackApi::start().await;
+    api.add_channel("C0SECOND");
+    api.set_limit(POST_MESSAGE, Some(Limit::new(Duration::from_secs(1), 2)));
+    api.set_limit(UPDATE, Some(Limit::new(Duration::from_secs(3), 1)));
+    let c = client();
+    let tok = Some(MockSlackApi::TOKEN);
+    let a = slack_call(&c, &api, POST_MESSAGE, tok, &slack_post(CH)).await;
+    let b = slack_call(&c, &api, POST_MESSAGE, tok, &slack_post(CH)).await;
+    let limited = slack_call(&c, &api, POST_MESSAGE, tok, &slack_post(CH)).await;
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(limited.0, 429);
+    assert_eq!(limited.1.as_deref(), Some("1"));
+    assert_eq!(limited.2, json!({"ok": false, "error": "ratelimited"}));
+    // Another channel has its own budget; updates have theirs.
+    assert_eq!(
+        slack_call(&c, &api, POST_MESSAGE, tok, &slack_post("C0SECOND"))
+            .await
+            .0,
+        200
+    );
+    let ts = a.2["ts"].as_str().unwrap();
+    let upd = json!({"channel": CH, "ts": ts, "text": "t"});
+    assert_eq!(slack_call(&c, &api, UPDATE, tok, &upd).await.0, 200);
+    let u = slack_call(&c, &api, UPDATE, tok, &upd).await;
+    assert_eq!((u.0, u.1.as_deref()), (429, Some("3")));
+    // Refused calls before auth do not count; the bucket refills.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert_eq!(
+        slack_call(&c, &api, POST_MESSAGE, tok, &slack_post(CH))
+            .await
+            .0,
+        200
+    );
+    api.set_limit(UPDATE, None);
+    for _ in 0..5 {
+        assert_eq!(slack_call(&c, &api, UPDATE, tok, &upd).await.0, 200);
+    }
+    assert_eq!(api.calls(POST_MESSAGE).len(), 5);
+    assert!(api.calls(POST_MESSAGE)[2].problems[0].contains("rate limit"));
+}
+
+#[tokio::test]
+async fn slack_api_scripted_replies_come_in_order_for_valid_calls() {
+    let api = MockSlackApi::start().await;
+    unlimited(&api);
+    api.script(
+        POST_MESSAGE,
+        vec![
+            SlackReply::error("internal_error"),
+            SlackReply::RateLimited {
+                retry_after_secs: 3,
+            },
+            SlackReply::delay(Duration::from_millis(300), SlackReply::Auto),
+            SlackReply::Hang,
+        ],
+    );
+    let c = client();
+    // An invalid call does not use the script.
+    let (_, _, a) = slack_call(&c, &api, POST_MESSAGE, None, &slack_post(CH)).await;
+    assert_eq!(a["error"], "invalid_auth");
+    assert_eq!(
+        bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await["error"],
+        "internal_error"
+    );
+    let (status, retry, a) = slack_call(
+        &c,
+        &api,
+        POST_MESSAGE,
+        Some(MockSlackApi::TOKEN),
+        &slack_post(CH),
+    )
+    .await;
+    assert_eq!(
+        (status, retry.as_deref(), a["error"].as_str()),
+        (429, Some("3"), Some("ratelimited"))
+    );
+    let t = Instant::now();
+    assert_eq!(
+        bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await["ok"],
+        true
+    );
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hung = quick
+        .post(api.method_url(POST_MESSAGE))
+        .header("authorization", format!("Bearer {}", MockSlackApi::TOKEN))
+        .json(&slack_post(CH))
+        .send()
+        .await;
+    assert!(hung.is_err(), "hang never answers");
+    let gone = api
+        .wait_until("the hung call marked client_gone", SECS, |log| {
+            log.last().filter(|r| r.client_gone).cloned()
+        })
+        .await;
+    assert_eq!(gone.status, 0);
+    // Scripts exhausted: back to normal; only the delayed one posted.
+    assert_eq!(
+        bot(&c, &api, POST_MESSAGE, &slack_post(CH)).await["ok"],
+        true
+    );
+    assert_eq!(api.posts().len(), 2);
+    assert_eq!(api.messages(CH).len(), 2);
+}

@@ -211,6 +211,98 @@ async fn metrics_count_events_and_deliveries_by_destination() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wrong_paths_and_methods_are_logged_without_their_query_and_logs_have_no_colour() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("n.toml");
+    let rest = "[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"out\"]\n";
+    std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write");
+    let mut child = ChildService::start(&config, free_port(), dir.path(), "paths").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/webhook/all-images?token=querysecret",
+            child.base
+        ))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(format!(
+            "{}{}?token=querysecret",
+            child.base,
+            testkit::WEBHOOK_PATH
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 405);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.signal("TERM");
+    assert_eq!(child.wait(WAIT).await, Some(0));
+    let log = child.log();
+    let line = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` line in:\n{log}"))
+            .to_string()
+    };
+    let unknown = line("request to an unknown path");
+    assert!(
+        unknown.contains("/webhook/all-images") && unknown.contains("404"),
+        "{unknown}"
+    );
+    let method = line("request with a method this path does not take");
+    assert!(method.contains("GET") && method.contains("405"), "{method}");
+    assert!(
+        !log.contains("querysecret"),
+        "the query string (a token) was logged:\n{log}"
+    );
+    // stderr is a file here, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_delivery_s_hint_names_the_config_the_service_runs_with() {
+    let mock = MockChat::start().await;
+    let path = "/api/webhooks/8/hinttoken";
+    mock.set_default(path, Reply::DiscordUnknownWebhook);
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.d]\nkind = \"discord\"\nurl = \"{}\"\n[[routes]]\nto = [\"d\"]\n",
+        mock.url(path)
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let mut child = ChildService::start(&config, free_port(), dir.path(), "hint").await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}{}", child.base, testkit::WEBHOOK_PATH))
+        .body(fixture("print.failed").to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 202);
+    mock.wait_for(path, 1, WAIT).await;
+    testkit::eventually(WAIT, "the dead line is logged", || {
+        child.log().contains("delivery is dead")
+    })
+    .await;
+    child.signal("TERM");
+    assert_eq!(child.wait(WAIT).await, Some(0));
+    let log = child.log();
+    let canonical = std::fs::canonicalize(&config).expect("canonical");
+    let hint = format!(
+        "printbell --config {} deliveries retry",
+        canonical.display()
+    );
+    assert!(log.contains(&hint), "no `{hint}` in:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_event_generation_and_destination() {
     let mock = MockChat::start().await;
     let path = "/api/webhooks/7/logtoken";
@@ -268,6 +360,135 @@ fn send_test_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let config = dir.join("n.toml");
     std::fs::write(&config, config_text(dir, "", &rest)).expect("write");
     config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_posts_an_event_through_the_real_routes() {
+    let mock = MockChat::start().await;
+    let (d, quiet) = ("/api/webhooks/3/routetoken", "/api/webhooks/4/othertoken");
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.oncall]\nkind = \"discord\"\nurl = \"{}\"\n[destinations.team]\nkind = \"discord\"\nurl = \"{}\"\n\
+         [[routes]]\nevents = [\"print.failed\"]\nto = [\"oncall\"]\nmention = [\"role:123456789012345678\"]\n\
+         [[routes]]\nevents = [\"print.completed\"]\nto = [\"team\"]\n",
+        mock.url(d),
+        mock.url(quiet)
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let cfg = config.to_str().expect("utf-8");
+    let (code, out, err) = run_cli(&["--config", cfg, "send", "--event", "print.failed"], &[]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("sending print.failed evt_01HZX0005 to oncall") && out.contains("route 1"),
+        "{out}"
+    );
+    assert!(out.contains("oncall answered 200"), "{out}");
+    let got = mock.wait_for_ok(d, 1, WAIT).await;
+    let body = got[0].json.clone().expect("json");
+    assert_eq!(
+        body["embeds"][0]["color"], 0xE74C3C,
+        "the route's real template"
+    );
+    assert!(
+        body.get("content").is_none(),
+        "no ping without --mention: {body}"
+    );
+    assert!(
+        mock.requests_to(quiet).is_empty(),
+        "the other route does not take it"
+    );
+
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            cfg,
+            "send",
+            "--event",
+            "print.failed",
+            "--mention",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let got = mock.wait_for_ok(d, 2, WAIT).await;
+    let body = got[1].json.clone().expect("json");
+    assert_eq!(
+        body["allowed_mentions"]["roles"],
+        json!(["123456789012345678"])
+    );
+
+    let (code, out, err) = run_cli(&["--config", cfg, "send", "--event", "print.created"], &[]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("reaches no destination"), "{err}");
+    assert!(out.contains("route 1 does not take it"), "{out}");
+    assert!(!out.contains("routetoken") && !err.contains("routetoken"));
+}
+
+#[test]
+fn subscribe_refuses_a_url_whose_path_printbell_does_not_listen_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("n.toml");
+    let rest = "[destinations.out]\nkind = \"console\"\n[[routes]]\nto = [\"out\"]\n";
+    std::fs::write(&config, config_text(dir.path(), "", rest)).expect("write");
+    let cfg = config.to_str().expect("utf-8");
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            cfg,
+            "subscribe",
+            "--url",
+            "https://bell.example.com/webhook",
+        ],
+        &[
+            ("ALLIMAGES_API_KEY", "k"),
+            ("ALLIMAGES_API_BASE", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("is not this receiver's webhook path `/webhooks/all-images`")
+            && err.contains("use https://bell.example.com/webhooks/all-images"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_test_through_the_slack_web_api_says_the_message_ts() {
+    use testkit::mock_slack_api::{MockSlackApi, POST_MESSAGE};
+    let api = MockSlackApi::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = format!(
+        "[destinations.team]\nkind = \"slack\"\ntoken = \"{}\"\nchannel = \"{}\"\napi_url = \"{}\"\n[[routes]]\nto = [\"team\"]\n",
+        MockSlackApi::TOKEN,
+        MockSlackApi::CHANNEL,
+        api.api_url()
+    );
+    let config = dir.path().join("n.toml");
+    std::fs::write(&config, config_text(dir.path(), "", &rest)).expect("write");
+    let (code, out, err) = run_cli(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "send-test",
+            "--to",
+            "team",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let posted = api.wait_for_ok(POST_MESSAGE, 1, WAIT).await;
+    let messages = api.messages(MockSlackApi::CHANNEL);
+    assert_eq!(messages.len(), 1, "{posted:?}");
+    let ts = &messages[0].ts;
+    assert!(
+        out.contains(&format!(
+            "message ts {ts} in channel {}",
+            MockSlackApi::CHANNEL
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(MockSlackApi::TOKEN) && !err.contains(MockSlackApi::TOKEN));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -461,7 +682,7 @@ async fn subscribe_and_unsubscribe_call_the_all_images_api() {
             cfg,
             "subscribe",
             "--url",
-            "https://bell.example.com/h",
+            "https://bell.example.com/webhooks/all-images",
         ],
         &bad,
     );
@@ -474,7 +695,13 @@ async fn subscribe_and_unsubscribe_call_the_all_images_api() {
     assert!(!out.contains("bad-key") && !err.contains("bad-key"));
 
     let (code, _, err) = run_cli(
-        &["--config", cfg, "subscribe", "--url", "https://x.example/h"],
+        &[
+            "--config",
+            cfg,
+            "subscribe",
+            "--url",
+            "https://x.example/webhooks/all-images",
+        ],
         &[("ALLIMAGES_API_BASE", base.as_str())],
     );
     assert_eq!(code, 1);

@@ -8,7 +8,7 @@ use crate::config::raw::{RawDestination, SString};
 use crate::config::{Destination, Mode, SlackApi};
 use crate::domain::Kind;
 use crate::platform::Reach;
-use reqwest::Url;
+use url::Url;
 
 /// Slack's Web API, unless `api_url` says otherwise (GovSlack, a test server).
 pub const DEFAULT_SLACK_API: &str = "https://slack.com/api/";

@@ -30,10 +30,10 @@ use super::expand::{self, ExpandError};
 use super::problems::{Problem, Problems};
 use super::raw::{RawConfig, SString};
 use super::Config;
-use reqwest::Url;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use url::Url;
 
 /// Validates `raw`, read from `file`; `env` is the environment `${VAR}` and `PRINTBELL_LISTEN`
 /// are looked up in. Returns the config as far as it could be built, and every problem (in
@@ -62,22 +62,57 @@ struct Validator<'a> {
     warnings: Vec<String>,
 }
 
+/// The destination whose secret `key` is (`destinations.NAME.url`, `url_file`, `token`,
+/// `token_file`), if it is one.
+fn secret_of(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("destinations.")?;
+    let (name, field) = rest.rsplit_once('.')?;
+    matches!(field, "url" | "url_file" | "token" | "token_file").then(|| name.to_string())
+}
+
 impl Validator<'_> {
     /// Expands `${VAR}` (and `$$` to a literal `$`), reporting unset variables.
     fn expand(&mut self, s: &SString, key: &str) -> Option<String> {
         match expand::expand(s.get_ref(), self.env) {
+            // A value made empty by variables set to "" would fail later with a confusing
+            // reason ("relative URL without a base"): name the variables instead.
+            Ok(text) if text.trim().is_empty() && !s.get_ref().trim().is_empty() => {
+                let empty: Vec<String> = expand::variables(s.get_ref())
+                    .into_iter()
+                    .filter(|v| (self.env)(v).is_some_and(|x| x.trim().is_empty()))
+                    .collect();
+                if empty.is_empty() {
+                    return Some(text);
+                }
+                self.p.at(
+                    Some(s.span()),
+                    format!(
+                        "`{key}` is empty: the environment variable {} is set to an empty string",
+                        empty.join(", ")
+                    ),
+                );
+                None
+            }
             Ok(text) => Some(text),
             Err(errors) => {
                 for error in errors {
-                    let message = match error {
-                        ExpandError::Unset(name) => format!(
-                            "`{key}` uses the environment variable {name}, which is not set"
+                    let (message, unset) = match error {
+                        ExpandError::Unset(name) => (
+                            format!(
+                                "`{key}` uses the environment variable {name}, which is not set"
+                            ),
+                            true,
                         ),
                         ExpandError::Unclosed => {
-                            format!("`{key}` has `${{` without a closing `}}`")
+                            (format!("`{key}` has `${{` without a closing `}}`"), false)
                         }
                     };
                     self.p.at(Some(s.span()), message);
+                    if let (true, Some(dest), Some(last)) =
+                        (unset, secret_of(key), self.p.list.last_mut())
+                    {
+                        last.unset_secret_of = Some(dest);
+                    }
                 }
                 None
             }

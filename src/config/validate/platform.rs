@@ -6,7 +6,7 @@
 use crate::config::Mention;
 use crate::domain::Kind;
 use crate::platform::{self, Reach};
-use reqwest::Url;
+use url::Url;
 
 /// The optional keys whose meaning depends on the kind.
 pub const PLATFORM_KEYS: [&str; 7] = [

@@ -9,8 +9,9 @@ use std::time::Duration;
 impl Validator<'_> {
     pub(super) fn server(&mut self, raw: &RawServer) -> ServerConfig {
         // Read through the lookup like `${VAR}`, so `parse` sees only the environment it is given.
-        let listen = match (self.env)("PRINTBELL_LISTEN").filter(|s| !s.is_empty()) {
-            Some(l) => l,
+        let from_env = (self.env)("PRINTBELL_LISTEN").filter(|s| !s.is_empty());
+        let listen = match &from_env {
+            Some(l) => l.clone(),
             None => raw
                 .listen
                 .as_ref()
@@ -22,11 +23,17 @@ impl Validator<'_> {
                 .rsplit_once(':')
                 .is_none_or(|(_, p)| p.parse::<u16>().is_err())
         {
-            let span = raw.listen.as_ref().map(|s| s.span());
-            self.p.at(
-                span,
-                format!("`server.listen` = \"{listen}\" is not an address like \"0.0.0.0:8080\""),
-            );
+            // Blame where the value came from: the environment variable is not in the file.
+            match from_env {
+                Some(_) => self.p.at(
+                    None,
+                    format!("the environment variable PRINTBELL_LISTEN = \"{listen}\" (which overrides `server.listen`) is not an address like \"0.0.0.0:8080\""),
+                ),
+                None => self.p.at(
+                    raw.listen.as_ref().map(|s| s.span()),
+                    format!("`server.listen` = \"{listen}\" is not an address like \"0.0.0.0:8080\""),
+                ),
+            }
         }
         let webhook_path = raw
             .webhook_path

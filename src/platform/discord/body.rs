@@ -82,6 +82,15 @@ fn mentions(list: &[Mention]) -> (String, Value) {
     (parts.join(" "), Value::Object(allowed))
 }
 
+/// The template's title, or the event type when the template gave none.
+fn title(msg: &Message<'_>) -> String {
+    if msg.title.trim().is_empty() {
+        escape_discord(&msg.event.type_name)
+    } else {
+        msg.title.trim().to_string()
+    }
+}
+
 /// RFC 3339 time of the event: `created` (Unix seconds), else the generation's `createdAt`.
 fn timestamp(msg: &Message<'_>) -> Option<String> {
     if let Some(secs) = msg.event.created.filter(|s| *s > 0.0 && *s < 1e11) {
@@ -160,12 +169,7 @@ pub fn body(msg: &Message<'_>) -> Value {
         .filter_map(|img| attachable_url(img.url.as_deref(), URL_MAX))
         .collect();
 
-    let title = if msg.title.trim().is_empty() {
-        escape_discord(&msg.event.type_name)
-    } else {
-        msg.title.trim().to_string()
-    };
-    let title = truncate(&title, TITLE_MAX);
+    let title = truncate(&title(msg), TITLE_MAX);
 
     let mut fields = Vec::new();
     if !g.tags.is_empty() {
@@ -250,15 +254,10 @@ pub fn ping(msg: &Message<'_>) -> Option<Value> {
     if content.is_empty() {
         return None;
     }
-    let title = if msg.title.trim().is_empty() {
-        escape_discord(&msg.event.type_name)
-    } else {
-        msg.title.trim().to_string()
-    };
     let mut out = Map::new();
     out.insert(
         "content".into(),
-        json!(truncate(&format!("{content} {title}"), CONTENT_MAX)),
+        json!(truncate(&format!("{content} {}", title(msg)), CONTENT_MAX)),
     );
     if let Some(u) = &msg.destination.username {
         out.insert("username".into(), json!(u));

@@ -101,6 +101,15 @@ impl Platform for Discord {
         dest.url.is_some()
     }
 
+    fn share_link(&self, body: &Value) -> Option<String> {
+        use base64::Engine;
+        // Discohook reads unpadded base64url of `{"messages": [{"data": BODY}]}`; its `targets`
+        // (which would hold the webhook URL) stay empty.
+        let data = serde_json::json!({ "messages": [{ "data": body }] }).to_string();
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data);
+        Some(format!("https://discohook.app/?data={encoded}"))
+    }
+
     fn wire_body(
         &self,
         _dest: &Destination,

@@ -30,25 +30,34 @@ fn mention_text(m: &Mention) -> String {
     }
 }
 
-pub fn body(msg: &Message<'_>) -> Value {
-    let g = &msg.event.generation;
-    let mentions: Vec<String> = msg
-        .mention
+/// The route's mentions as Slack writes them.
+fn mentions(msg: &Message<'_>) -> Vec<String> {
+    msg.mention
         .iter()
         .map(mention_text)
         .filter(|m| !m.is_empty())
-        .collect();
+        .collect()
+}
+
+/// The template's title, or the event type when the template gave none.
+fn title(msg: &Message<'_>) -> String {
+    if msg.title.trim().is_empty() {
+        escape_slack(&msg.event.type_name)
+    } else {
+        msg.title.clone()
+    }
+}
+
+pub fn body(msg: &Message<'_>) -> Value {
+    let g = &msg.event.generation;
+    let mentions = mentions(msg);
     let mention_line = mentions.join(" ");
     let mention_prefix = if mentions.is_empty() {
         String::new()
     } else {
         format!("{mention_line} ")
     };
-    let title = if msg.title.trim().is_empty() {
-        escape_slack(&msg.event.type_name)
-    } else {
-        msg.title.clone()
-    };
+    let title = title(msg);
 
     let mut blocks = vec![json!({
         "type": "header",
@@ -119,21 +128,11 @@ pub fn body(msg: &Message<'_>) -> Value {
 
 /// The thread reply that pages the route's mentions when a failure edits a live message.
 pub fn ping(msg: &Message<'_>) -> Option<Value> {
-    let mentions: Vec<String> = msg
-        .mention
-        .iter()
-        .map(mention_text)
-        .filter(|m| !m.is_empty())
-        .collect();
+    let mentions = mentions(msg);
     if mentions.is_empty() {
         return None;
     }
-    let title = if msg.title.trim().is_empty() {
-        escape_slack(&msg.event.type_name)
-    } else {
-        msg.title.clone()
-    };
     Some(json!({
-        "text": truncate_slack(&format!("{} {title}", mentions.join(" ")), FALLBACK_MAX),
+        "text": truncate_slack(&format!("{} {}", mentions.join(" "), title(msg)), FALLBACK_MAX),
     }))
 }

@@ -61,6 +61,16 @@ impl Platform for Slack {
         dest.slack_api.is_some()
     }
 
+    fn share_link(&self, body: &Value) -> Option<String> {
+        // Slack's Block Kit Builder reads the URL-encoded `{"blocks": [...]}` after the `#`.
+        let blocks = serde_json::json!({ "blocks": body.get("blocks")? }).to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&blocks, percent_encoding::NON_ALPHANUMERIC);
+        Some(format!(
+            "https://app.slack.com/block-kit-builder/#{encoded}"
+        ))
+    }
+
     fn describe_message(&self, id: &str) -> String {
         match id.split_once(' ') {
             Some((channel, ts)) => format!("message ts {ts} in channel {channel}"),

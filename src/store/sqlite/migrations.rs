@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checke
 
 /// Live messages (one message per generation, edited): each delivery records its mode (`each`
 /// or `live`), its role (the message, or the separate ping of a failure), the body without
-/// mentions that edits use, and the images done (its rank with the event type). `superseded`
+/// mentions that edits use, the images done (its rank with the event type), and its slot: the
+/// id of its generation's first delivery to the destination, so a generation keeps the place
+/// of its first event in the lane whatever update of it is sent. `superseded`
 /// is a new state, so the table is rebuilt (SQLite cannot alter a CHECK). `live_messages`
 /// holds the posted message of each generation per destination and what it shows.
 const LIVE_2: &str = "
@@ -95,7 +97,8 @@ CREATE TABLE deliveries_v2 (
     role TEXT NOT NULL DEFAULT 'message' CHECK (role IN ('message', 'ping')),
     quiet_body TEXT,
     images_done INTEGER NOT NULL DEFAULT 0,
-    ping_for INTEGER
+    ping_for INTEGER,
+    slot INTEGER
 );
 INSERT INTO deliveries_v2 (id, event_id, event_type, generation_id, destination, kind, body, state,
     attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id)
@@ -104,7 +107,7 @@ SELECT id, event_id, event_type, generation_id, destination, kind, body, state,
 FROM deliveries;
 DROP TABLE deliveries;
 ALTER TABLE deliveries_v2 RENAME TO deliveries;
-CREATE INDEX deliveries_lane ON deliveries(destination, state, id);
+CREATE INDEX deliveries_lane ON deliveries(destination, state, COALESCE(slot, id), id);
 CREATE INDEX deliveries_state ON deliveries(state, updated_at);
 CREATE INDEX deliveries_generation ON deliveries(destination, generation_id, state);
 CREATE TABLE live_messages (

@@ -55,8 +55,9 @@ pub(super) fn accept(
     let mut stmt = conn.prepare_cached(
         "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
          attempts, received_at, started_at, next_attempt_at, updated_at, mode, role, quiet_body, \
-         images_done, ping_for) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
+         images_done, ping_for, slot) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7, ?8, ?9, ?10, ?11, ?12, \
+         CASE WHEN ?8 = 'live' THEN (SELECT MIN(id) FROM deliveries WHERE destination = ?4 AND generation_id = ?3) END)",
     )?;
     let mut ids = Vec::with_capacity(deliveries.len());
     // The message delivery a ping belongs to: the one stored just before it.
@@ -96,7 +97,8 @@ pub(super) fn heads(
     limit: usize,
 ) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND state = 'pending' ORDER BY id LIMIT ?2"
+        "SELECT {COLUMNS} FROM deliveries WHERE destination = ?1 AND state = 'pending' \
+         ORDER BY COALESCE(slot, id), id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![destination, limit as i64], row)?;
     rows.collect()

@@ -289,3 +289,90 @@ async fn backend_errors_keep_their_source_and_name_the_operation() {
     let source = std::error::Error::source(&err).expect("source");
     assert!(source.to_string().contains("health"), "{source}");
 }
+
+fn live(event_type: EventType, generation: &str, images: u64) -> NewDelivery {
+    NewDelivery {
+        mode: crate::domain::Mode::Live,
+        images_done: images,
+        ..NewDelivery::each(event_type, generation, "d", Kind::Discord, "{}".into())
+    }
+}
+
+#[tokio::test]
+async fn a_generation_keeps_the_place_of_its_first_event_in_the_lane() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteQueue::open(&dir.path().join("s.db")).expect("open");
+    for (i, d) in [
+        live(EventType::Created, "g1", 0),
+        live(EventType::Created, "g2", 0),
+        live(EventType::Completed, "g1", 4),
+        NewDelivery::each(EventType::Created, "g3", "d", Kind::Discord, "{}".into()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .accept(&format!("e{i}"), vec![d], T + i as i64)
+            .await
+            .expect("accept");
+    }
+    let order = |heads: Vec<Delivery>| heads.iter().map(|d| d.id.0).collect::<Vec<_>>();
+    assert_eq!(
+        order(store.heads("d", 10).await.expect("heads")),
+        [1, 3, 2, 4]
+    );
+    // With g1's first update superseded, its newest still goes before g2.
+    store
+        .supersede(vec![DeliveryId(1)], "test".into(), T + 9)
+        .await
+        .expect("supersede");
+    assert_eq!(order(store.heads("d", 10).await.expect("heads")), [3, 2, 4]);
+    let waiting = store.waiting_updates("d", "g1").await.expect("waiting");
+    assert_eq!(order(waiting), [3]);
+}
+
+#[tokio::test]
+async fn a_shown_update_is_the_generation_s_live_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteQueue::open(&dir.path().join("s.db")).expect("open");
+    store
+        .accept("e1", vec![live(EventType::Created, "g1", 0)], T)
+        .await
+        .expect("accept");
+    store
+        .accept("e2", vec![live(EventType::Progress, "g1", 2)], T + 1)
+        .await
+        .expect("accept");
+    assert_eq!(store.live_message("d", "g1").await.expect("read"), None);
+    store
+        .mark_shown(DeliveryId(1), 200, Some("m1".into()), true, T + 2)
+        .await
+        .expect("shown");
+    store
+        .mark_shown(DeliveryId(2), 200, Some("m1".into()), false, T + 3)
+        .await
+        .expect("shown");
+    let live = store
+        .live_message("d", "g1")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(live.message_ref.as_deref(), Some("m1"));
+    assert_eq!(live.shown, EventType::Progress.rank(2));
+    assert_eq!(
+        live.first_post,
+        DeliveryId(1),
+        "the first post stays the one that pinged"
+    );
+    store
+        .forget_message("d", "g1", T + 4)
+        .await
+        .expect("forget");
+    let gone = store
+        .live_message("d", "g1")
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(gone.message_ref, None);
+    assert_eq!(gone.shown, EventType::Progress.rank(2));
+}
