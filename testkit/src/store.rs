@@ -406,9 +406,41 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
     assert_eq!(s.list(all).await.expect("list").len(), 1);
     s.readiness(t).await.expect("readiness");
 
+    // A live generation keeps the lane place of its first delivery (an `each` one does not).
+    let lane = |g: &str, t: EventType, images: u64, mode: Mode| pstore::NewDelivery {
+        mode,
+        images_done: images,
+        ..pstore::NewDelivery::each(t, g, "slots", Kind::Discord, "{}".into())
+    };
+    let order = [
+        lane("g1", EventType::Created, 0, Mode::Live),
+        lane("g2", EventType::Created, 0, Mode::Live),
+        lane("g1", EventType::Completed, 4, Mode::Live),
+        lane("g3", EventType::Created, 0, Mode::Each),
+    ];
+    let mut slot_ids = Vec::new();
+    for (i, d) in order.into_iter().enumerate() {
+        let id = format!("slot-{i}");
+        let Accepted::New(ids) = s.accept(&id, vec![d], t).await.expect("accept") else {
+            panic!("new");
+        };
+        slot_ids.push(ids[0]);
+    }
+    let heads = s.heads("slots", 10).await.expect("heads");
+    let want = [slot_ids[0], slot_ids[2], slot_ids[1], slot_ids[3]];
+    assert_eq!(heads.iter().map(|d| d.id).collect::<Vec<_>>(), want);
+    s.supersede(vec![slot_ids[0]], "test".into(), t)
+        .await
+        .expect("supersede");
+    let heads = s.heads("slots", 10).await.expect("heads");
+    assert_eq!(heads.iter().map(|d| d.id).collect::<Vec<_>>(), want[1..]);
+    for id in &slot_ids[1..] {
+        s.mark_done(*id, 200, None, t).await.expect("done");
+    }
+
     // Done deliveries go; superseded and event ids inside the dedupe window stay.
     let purged = s.purge(t + 100, true, t + 100).await.expect("purge");
-    assert_eq!((purged.deliveries, purged.events), (2, 0));
+    assert_eq!((purged.deliveries, purged.events), (2 + 3, 0));
     assert_eq!(
         s.accept("ev-1", vec![], t).await.expect("accept"),
         Accepted::Duplicate
@@ -418,7 +450,7 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
         .purge(t + week + 100, true, t + week + 100)
         .await
         .expect("purge");
-    assert_eq!(purged.events, 2);
+    assert_eq!(purged.events, 2 + 4);
 
     // Leases.
     let ttl = Duration::from_secs(30);

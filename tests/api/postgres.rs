@@ -40,6 +40,8 @@ on_postgres! {
     retries_with_backoff_on_postgres => crate::delivery::retried_with_backoff;
     dead_then_retried_from_the_cli_on_postgres => crate::delivery::dead_then_retried_from_the_cli;
     quick_events_arrive_in_order_on_postgres => crate::delivery::in_order;
+    a_live_message_is_edited_to_completed_on_postgres => crate::live::one_message_edited_to_completed;
+    a_live_failure_edits_and_pings_on_postgres => crate::live::failure_edits_and_pings;
 }
 
 fn store(db: &Database) -> TestStore {

@@ -39,7 +39,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
 /// The advisory lock key migrations hold (any constant; advisory locks are per database).
 const MIGRATION_LOCK: i64 = 0x7072_696e_7462_0001;
 
-/// The schema of SQLite's version 2, which the backend started from.
+/// The schema of SQLite's version 2, which the backend started from. `slot`: as SQLite's, the
+/// id of a live delivery's generation's first delivery to the destination, so the generation
+/// keeps the lane place of its first event.
 const SCHEMA_1: &str = "
 CREATE TABLE events (
     id TEXT PRIMARY KEY,
@@ -67,9 +69,11 @@ CREATE TABLE deliveries (
     role TEXT NOT NULL DEFAULT 'message' CHECK (role IN ('message', 'ping')),
     quiet_body TEXT,
     images_done BIGINT NOT NULL DEFAULT 0,
-    ping_for BIGINT
+    ping_for BIGINT,
+    slot BIGINT
 );
-CREATE INDEX deliveries_lane ON deliveries (destination, id) WHERE state = 'pending';
+CREATE INDEX deliveries_lane ON deliveries (destination, (COALESCE(slot, id)), id)
+    WHERE state = 'pending';
 CREATE INDEX deliveries_generation ON deliveries (destination, generation_id, id)
     WHERE state = 'pending';
 CREATE INDEX deliveries_state ON deliveries (state, updated_at);

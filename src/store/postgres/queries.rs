@@ -10,8 +10,9 @@ use super::super::{
     DEDUPE_WINDOW_MS,
 };
 use super::PgError;
+use crate::domain::Mode;
 use deadpool_postgres::{GenericClient, Object};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio_postgres::Row;
 
@@ -111,6 +112,32 @@ pub(super) async fn accept(
             .collect::<Result<_, _>>()?;
         taken.sort_unstable();
     }
+    // Live deliveries keep the lane place of their generation's first delivery (see
+    // `heads`): the first id of each (destination, generation) of the batch, stored before or
+    // earlier in the batch.
+    let mut first: HashMap<(String, String), i64> = HashMap::new();
+    if count > 0 {
+        let (dests, gens): (Vec<&str>, Vec<&str>) = events
+            .iter()
+            .zip(&is_new)
+            .filter(|(_, n)| **n)
+            .flat_map(|(e, _)| &e.deliveries)
+            .filter(|d| d.mode == Mode::Live)
+            .map(|d| (d.destination.as_str(), d.generation_id.as_str()))
+            .unzip();
+        if !dests.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT d.destination, d.generation_id, MIN(d.id) FROM deliveries d \
+                     JOIN unnest($1::text[], $2::text[]) AS u(destination, generation_id) \
+                     USING (destination, generation_id) GROUP BY 1, 2",
+                )
+                .await?;
+            for r in tx.query(&stmt, &[&dests, &gens]).await? {
+                first.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+        }
+    }
     let mut taken = taken.into_iter();
     let mut rows = Columns::default();
     let mut answers = Vec::with_capacity(events.len());
@@ -133,7 +160,13 @@ pub(super) async fn accept(
                 }
                 Role::Ping => last_message,
             };
-            rows.push(id, e, d, ping_for);
+            let key = (d.destination.clone(), d.generation_id.clone());
+            let slot = match d.mode {
+                Mode::Live => first.get(&key).copied(),
+                Mode::Each => None,
+            };
+            first.entry(key).or_insert(id);
+            rows.push(id, e, d, ping_for, slot);
             stored.push(DeliveryId(id));
         }
         answers.push(Accepted::New(stored));
@@ -143,13 +176,14 @@ pub(super) async fn accept(
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, event_type, generation_id, destination, kind, \
                  body, state, attempts, received_at, started_at, next_attempt_at, updated_at, mode, \
-                 role, quiet_body, images_done, ping_for) \
+                 role, quiet_body, images_done, ping_for, slot) \
                  SELECT id, event_id, event_type, generation_id, destination, kind, body, 'pending', \
                  0, received_at, 0, received_at, received_at, mode, role, quiet_body, images_done, \
-                 ping_for FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], \
-                 $12::bigint[], $13::bigint[]) AS u(id, event_id, event_type, generation_id, \
-                 destination, kind, body, received_at, mode, role, quiet_body, images_done, ping_for)",
+                 ping_for, slot FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+                 $11::text[], $12::bigint[], $13::bigint[], $14::bigint[]) AS u(id, event_id, \
+                 event_type, generation_id, destination, kind, body, received_at, mode, role, \
+                 quiet_body, images_done, ping_for, slot)",
             )
             .await?;
         let c = &rows;
@@ -169,6 +203,7 @@ pub(super) async fn accept(
                 &c.quiet_body,
                 &c.images_done,
                 &c.ping_for,
+                &c.slot,
             ],
         )
         .await?;
@@ -193,10 +228,18 @@ struct Columns<'a> {
     quiet_body: Vec<Option<&'a str>>,
     images_done: Vec<i64>,
     ping_for: Vec<Option<i64>>,
+    slot: Vec<Option<i64>>,
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, id: i64, e: &'a NewEvent, d: &'a NewDelivery, ping_for: Option<i64>) {
+    fn push(
+        &mut self,
+        id: i64,
+        e: &'a NewEvent,
+        d: &'a NewDelivery,
+        ping_for: Option<i64>,
+        slot: Option<i64>,
+    ) {
         self.id.push(id);
         self.event_id.push(&e.event_id);
         self.event_type.push(d.event_type.as_str());
@@ -211,10 +254,12 @@ impl<'a> Columns<'a> {
         self.images_done
             .push(i64::try_from(d.images_done).unwrap_or(i64::MAX));
         self.ping_for.push(ping_for);
+        self.slot.push(slot);
     }
 }
 
-/// The oldest pending deliveries of a destination, at most `limit`, oldest first.
+/// The oldest pending deliveries of a destination, at most `limit`, in lane order: a live
+/// delivery takes the place of its generation's first (`slot`), as in SQLite.
 pub(super) async fn heads(
     c: &Object,
     destination: &str,
@@ -223,7 +268,7 @@ pub(super) async fn heads(
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE destination = $1 AND state = 'pending' \
-             ORDER BY id LIMIT $2"
+             ORDER BY COALESCE(slot, id), id LIMIT $2"
         ))
         .await?;
     delivery_rows(c.query(&stmt, &[&destination, &(limit as i64)]).await?)
