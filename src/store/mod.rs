@@ -26,7 +26,7 @@ mod postgres;
 mod row;
 mod sqlite;
 
-pub use postgres::{PostgresUrl, POOL_SIZE as POSTGRES_POOL_SIZE};
+pub use postgres::PostgresUrl;
 
 use crate::domain::{EventType, Kind, Mode, Rank};
 use async_trait::async_trait;

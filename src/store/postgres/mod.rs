@@ -42,7 +42,7 @@ pub(super) type PgError = tokio_postgres::Error;
 
 /// Connections per process. Sizing: a replica uses at most this many; PostgreSQL's default
 /// `max_connections` (100) leaves room for several replicas and the CLI.
-pub const POOL_SIZE: usize = 8;
+const POOL_SIZE: usize = 8;
 /// Events waiting for the batcher beyond this are refused (`Busy`, a 503 to senders).
 const QUEUE_CAPACITY: usize = 4096;
 /// Events stored in one transaction at most.
