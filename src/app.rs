@@ -6,7 +6,7 @@ use crate::loaded::{Live, Loaded};
 use crate::server::guard::GuardedAcceptor;
 use crate::server::{self, AppState};
 use crate::shutdown::{Shutdown, Trigger};
-use crate::store::{self, now_ms, Backend, Store};
+use crate::store::{self, now_ms, Store};
 use poem::listener::{Acceptor, AcceptorExt, Listener, TcpListener};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,10 +52,9 @@ async fn bind(
 /// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
 pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let config = &loaded.config;
-    let backend = Backend::Sqlite {
-        path: config.store.path.clone(),
-    };
-    let store = store::open(&backend).await.map_err(|e| e.to_string())?;
+    let store = store::open(&config.store.backend)
+        .await
+        .map_err(|e| e.to_string())?;
     let shutdown = Trigger::new();
     let listen = config.server.listen.clone();
     let metrics_listen = config.server.metrics_listen.clone();
@@ -159,11 +158,11 @@ impl Running {
             Ok(new) => {
                 let old = self.live.get();
                 if new.config.server.listen != old.config.server.listen
-                    || new.config.store.path != old.config.store.path
+                    || new.config.store.backend != old.config.store.backend
                     || new.config.server.webhook_path != old.config.server.webhook_path
                     || new.config.server.metrics_listen != old.config.server.metrics_listen
                 {
-                    tracing::warn!("server.listen, server.webhook_path, server.metrics_listen and store.path changes take effect only after a restart");
+                    tracing::warn!("server.listen, server.webhook_path, server.metrics_listen and store.path/url changes take effect only after a restart");
                 }
                 if new.config.delivery.timeout != old.config.delivery.timeout
                     || new.config.server.request_timeout != old.config.server.request_timeout

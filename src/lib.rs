@@ -8,7 +8,7 @@
 //! | [`event`] | tolerant parser for the all-images.ai webhook body |
 //! | [`routing`] | which destinations get the event (tags, event type; once per destination) |
 //! | [`render`] | templates → the exact Slack / Discord / console body, escaped and within limits |
-//! | [`store`] | SQLite durable queue: event ids and deliveries, committed before the 202 |
+//! | [`store`] | the durable queue (SQLite, or PostgreSQL shared by replicas): event ids and deliveries, committed before the 202 |
 //! | [`delivery`] | one lane per destination: ordered posting, retries, rate limits, dead letters |
 //! | [`server`] | HTTP: the webhook receiver (parse → route → render → store) and ops endpoints |
 //! | [`app`] | `serve`: wiring, signals, reload, housekeeping |

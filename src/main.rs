@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use printbell::commands::{self, CommandResult, Failure};
 use printbell::config;
+use printbell::store::{Backend, PostgresUrl};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,9 +58,9 @@ enum Command {
     },
     /// Inspect and replay the durable queue
     Deliveries {
-        /// Store file [default: store.path from the config]
-        #[arg(long, global = true, value_name = "FILE")]
-        store: Option<PathBuf>,
+        /// Store file, or PostgreSQL URL [default: store.path / store.url from the config]
+        #[arg(long, global = true, value_name = "FILE or URL")]
+        store: Option<String>,
         #[command(subcommand)]
         action: DeliveriesAction,
     },
@@ -195,12 +196,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn store_path(config_path: &Path, given: Option<PathBuf>) -> Result<PathBuf, Failure> {
+fn store_backend(config_path: &Path, given: Option<String>) -> Result<Backend, Failure> {
     match given {
-        Some(p) => Ok(p),
-        // Only store.path is needed: a config whose webhook env vars are unset still names it.
+        Some(url) if PostgresUrl::is_postgres(&url) => match PostgresUrl::parse(&url) {
+            Ok(url) => Ok(Backend::Postgres { url }),
+            Err(why) => Err(Failure::invalid(format!("--store {why}"))),
+        },
+        Some(path) => Ok(Backend::Sqlite {
+            path: PathBuf::from(path),
+        }),
+        // Only [store] is needed: a config whose webhook env vars are unset still names it.
         None => match config::load_partial(config_path) {
-            (Some(c), _) => Ok(c.store.path),
+            (Some(c), _) => Ok(c.store.backend),
             (None, problems) => Err(Failure::from(config::ConfigError { problems })),
         },
     }
@@ -222,7 +229,7 @@ fn run(cli: Cli) -> CommandResult {
             commands::preview::run(&config_path, &event, links, out)
         }
         Command::Deliveries { store, action } => {
-            let store = store_path(&config_path, store)?;
+            let store = store_backend(&config_path, store)?;
             match action {
                 DeliveriesAction::List {
                     state,

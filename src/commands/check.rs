@@ -31,7 +31,7 @@ pub fn run(path: &Path, out: &mut dyn Write) -> CommandResult {
             } else {
                 "not set"
             },
-            c.store.path.display()
+            c.store.backend
         ),
     )?;
     w(out, format!("{} destination(s):", c.destinations.len()))?;

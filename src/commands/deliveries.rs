@@ -1,6 +1,7 @@
 //! `printbell deliveries list|retry|purge`: inspect and replay the durable queue. Opens the
-//! store as `serve` does (SQLite: WAL mode, its own writer), also while `serve` is running:
-//! its lanes poll the store and pick up retried deliveries within a second.
+//! store as `serve` does (SQLite: WAL mode, its own writer; PostgreSQL: its own connections),
+//! also while `serve` is running: its lanes poll the store and pick up retried deliveries
+//! within a second.
 
 use super::{CommandResult, Failure};
 use crate::render::text::truncate;
@@ -8,22 +9,20 @@ use crate::store::{
     self, now_ms, Backend, Delivery, DeliveryId, DeliveryState, Filter, Store, StoreError,
 };
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Opens an existing store; one that is not there is a mistake in the command, not an empty
-/// queue.
-async fn open(path: &Path) -> Result<Store, Failure> {
-    if !path.exists() {
-        return Err(Failure::invalid(format!(
-            "the store {} does not exist (has `printbell serve` run with this config?)",
-            path.display()
-        )));
+/// Opens an existing store; a SQLite file that is not there is a mistake in the command, not
+/// an empty queue. (A PostgreSQL database without the schema gets it, and is empty.)
+async fn open(backend: &Backend) -> Result<Store, Failure> {
+    if let Backend::Sqlite { path } = backend {
+        if !path.exists() {
+            return Err(Failure::invalid(format!(
+                "the store {} does not exist (has `printbell serve` run with this config?)",
+                path.display()
+            )));
+        }
     }
-    let backend = Backend::Sqlite {
-        path: path.to_path_buf(),
-    };
-    store::open(&backend).await.map_err(failed)
+    store::open(backend).await.map_err(failed)
 }
 
 fn failed(e: StoreError) -> Failure {
@@ -36,7 +35,7 @@ fn time(ms: i64) -> String {
 }
 
 pub async fn list(
-    store: &Path,
+    store: &Backend,
     state: Option<&str>,
     destination: Option<&str>,
     limit: usize,
@@ -152,7 +151,7 @@ fn as_json(d: &Delivery) -> serde_json::Value {
 }
 
 /// `deliveries show ID`: everything stored about one delivery, its body included.
-pub async fn show(store: &Path, id: i64, out: &mut dyn Write) -> CommandResult {
+pub async fn show(store: &Backend, id: i64, out: &mut dyn Write) -> CommandResult {
     let d = open(store)
         .await?
         .delivery(DeliveryId(id))
@@ -208,7 +207,7 @@ pub async fn show(store: &Path, id: i64, out: &mut dyn Write) -> CommandResult {
 }
 
 pub async fn retry(
-    store: &Path,
+    store: &Backend,
     id: Option<i64>,
     all_dead: bool,
     force: bool,
@@ -243,7 +242,7 @@ pub async fn retry(
     }
 }
 
-pub async fn purge(store: &Path, older_than: &str, out: &mut dyn Write) -> CommandResult {
+pub async fn purge(store: &Backend, older_than: &str, out: &mut dyn Write) -> CommandResult {
     let age = humantime::parse_duration(older_than.trim()).map_err(|e| {
         Failure::invalid(format!(
             "--older-than {older_than}: not a duration ({e}); write e.g. 7d or 12h"

@@ -7,6 +7,7 @@
 
 pub use crate::domain::Mode;
 use crate::domain::{EventType, Kind};
+use crate::store::Backend;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +44,9 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    pub path: PathBuf,
+    /// A SQLite file (`store.path`) or a PostgreSQL database (`store.url`,
+    /// `PRINTBELL_STORE_URL`); shown redacted.
+    pub backend: Backend,
     /// How long done deliveries and seen event ids are kept.
     pub retention: Duration,
 }

@@ -42,6 +42,7 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub path: Option<SString>,
+    pub url: Option<SString>,
     pub retention: Option<SString>,
 }
 

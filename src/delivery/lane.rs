@@ -11,8 +11,12 @@
 //! limit, dead) and a head that is not due yet settle the marks and re-read the queue from the
 //! store (so `deliveries retry` on a waiting head takes effect); only the short waits of the
 //! platform's pacing keep the queue.
+//!
+//! With replicas sharing the store, only the holder of the destination's lease steps (see
+//! `lease.rs`: checked before each step and, on this process's clock, before each post).
 
 use super::coalesce::{self, Waiting};
+use super::lease::{Hold, Lease, LEASE_POLL};
 use super::policy::{self, AfterFailure};
 use crate::config::Destination;
 use crate::domain::Mode;
@@ -43,6 +47,8 @@ pub(super) struct Lane {
     pub notify: Arc<Notify>,
     pub shutdown: Shutdown,
     pub pacers: Arc<Pacers>,
+    /// The destination's lease, among replicas sharing the store.
+    pub lease: Lease,
 }
 
 /// What a step sends: a delivery and how.
@@ -129,7 +135,11 @@ impl Lane {
                 settle(&mut marks).await;
                 let name = self.name.clone();
                 match self.store.heads(&name, limit).await {
-                    Ok(heads) if heads.is_empty() => self.idle(POLL).await,
+                    Ok(heads) if heads.is_empty() => {
+                        // Nothing to send, every mark is in: another replica may take over.
+                        self.lease.release().await;
+                        self.idle(POLL).await;
+                    }
                     Ok(heads) => queue = heads.into(),
                     Err(e) => {
                         tracing::warn!(destination = %self.name, error = %e, "cannot read the queue");
@@ -138,6 +148,21 @@ impl Lane {
                 }
                 continue;
             };
+            // One sender per destination across replicas: nothing of it is written or sent
+            // without the lease (lease.rs).
+            match self.lease.hold().await {
+                Hold::Held => {}
+                // Another replica may have sent part of what was read: read the store again.
+                Hold::Taken => {
+                    queue.clear();
+                    continue;
+                }
+                Hold::Elsewhere => {
+                    queue.clear();
+                    self.idle(LEASE_POLL).await;
+                    continue;
+                }
+            }
             match self.step(delivery, &mut marks).await {
                 Step::Sent => limit = BATCH,
                 Step::Paced(d) => queue.push_front(*d),
@@ -152,6 +177,7 @@ impl Lane {
             }
         }
         settle(&mut marks).await;
+        self.lease.release().await;
     }
 
     /// Sends `delivery` if it is due and the platform's limits allow: prepare → call → record.
@@ -197,6 +223,12 @@ impl Lane {
                 return planned.paced();
             }
         };
+        // The lease must outlast this post; judged on this process's clock, as the pacing
+        // permit is held (no store call here). If not, the next step renews it first.
+        if !self.lease.covers_post() {
+            drop(permit);
+            return planned.paced();
+        }
         let d = &planned.delivery;
         // `max_age` counts from the first attempt, not from the time spent in the queue.
         let started = d.started_at.unwrap_or_else(now_ms);
@@ -620,6 +652,12 @@ mod tests {
         let trigger = Trigger::new();
         let lane = Lane {
             name: "d".into(),
+            lease: Lease::new(
+                store.clone(),
+                "d",
+                super::super::lease::owner_id(),
+                Duration::from_secs(10),
+            ),
             store,
             live: Live::new(Loaded::from_config(config).expect("loaded")),
             client: reqwest::Client::new(),

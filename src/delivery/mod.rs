@@ -8,9 +8,12 @@
 //!   limits; Discord's global limit holds back every webhook of the host).
 //! - Every schedule (next attempt, rate-limit wait) is written to the store, so a restart
 //!   continues it instead of starting over.
+//! - With several replicas on one store, a destination is sent by the one that holds its
+//!   lease (`lease.rs`); the others' lanes for it wait.
 
 pub mod coalesce;
 mod lane;
+mod lease;
 pub mod policy;
 
 use crate::loaded::Live;
@@ -41,6 +44,10 @@ struct Inner {
     /// one Discord webhook with two `thread_id`s) share its rate limit.
     pacers: Arc<Pacers>,
     lanes: Mutex<HashMap<String, LaneHandle>>,
+    /// This process among the replicas, as the owner of its lanes' leases.
+    owner: Arc<str>,
+    /// The HTTP client's timeout: a lease must cover a whole post.
+    post_timeout: Duration,
 }
 
 impl Workers {
@@ -58,6 +65,8 @@ impl Workers {
                 shutdown,
                 pacers: Arc::default(),
                 lanes: Mutex::default(),
+                owner: lease::owner_id(),
+                post_timeout: timeout,
             }),
         };
         let mut names: Vec<String> = live.get().config.destinations.keys().cloned().collect();
@@ -95,6 +104,12 @@ impl Workers {
             notify: notify.clone(),
             shutdown: self.inner.shutdown.clone(),
             pacers: self.inner.pacers.clone(),
+            lease: lease::Lease::new(
+                self.inner.store.clone(),
+                destination,
+                self.inner.owner.clone(),
+                self.inner.post_timeout,
+            ),
         };
         let handle = tokio::spawn(lane.run());
         lanes.insert(destination.to_string(), (notify, handle));

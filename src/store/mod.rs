@@ -3,7 +3,8 @@
 //! [`Queue`] is every operation the service and the CLI do on the store, with typed arguments
 //! and results; [`Store`] is a cheap-to-clone handle to the backend that [`open`] chose from
 //! the config at run time. One folder per backend: `sqlite/` (a file, one writer thread with
-//! group commit) is the only one today.
+//! group commit, one process) and `postgres/` (a database that several replicas share, a
+//! connection pool, batched accepts).
 //!
 //! What every backend promises:
 //! - `accept` stores an event id and all of its deliveries in one transaction, durably, before
@@ -15,15 +16,23 @@
 //!   skip the fsync (a lost mark is a resend), everything else is durable when it returns.
 //! - Rows come back parsed: a value the binary does not know is an error naming the row, never a
 //!   silently wrong [`Delivery`].
+//! - [`Queue::lease`] grants a destination to one owner at a time among the processes that
+//!   share the store, until its time-to-live passes by the store's clock; a store only one
+//!   process sends from grants it always.
 //!
 //! Times are Unix milliseconds ([`now_ms`]), passed in by the caller.
 
+mod postgres;
+mod row;
 mod sqlite;
+
+pub use postgres::PostgresUrl;
 
 use crate::domain::{EventType, Kind, Mode, Rank};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How long an event id is remembered, so a redelivered event is answered `duplicate`.
 pub const DEDUPE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -417,29 +426,50 @@ pub trait Queue: Send + Sync + 'static {
         generation_id: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+
+    /// One sender per destination among the processes that share the store: takes or renews
+    /// `owner`'s lease on `destination` for `ttl`, unless another owner holds an unexpired one.
+    /// Expiry is judged by the store's own clock, so the processes' clocks need not agree.
+    /// Returns whether `owner` holds the lease now. A store that only one process sends from
+    /// (SQLite: one `serve` per file) always grants it.
+    async fn lease(
+        &self,
+        destination: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `owner`'s lease on `destination`, if it holds it, so another process can take
+    /// the destination over at once instead of after the expiry.
+    async fn release(&self, destination: &str, owner: &str) -> Result<(), StoreError>;
 }
 
-/// Which backend holds the queue, and where: what `store.path` of the config (or
+/// Which backend holds the queue, and where: what `store.path` / `store.url` of the config (or
 /// `deliveries --store`) names. Another backend is another variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// A SQLite file, created if missing.
+    /// A SQLite file, created if missing; one `serve` process at a time.
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database, whose schema is created if missing; any number of processes.
+    Postgres { url: PostgresUrl },
 }
 
+/// Shows where the store is, never a password (a PostgreSQL URL is redacted).
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Backend::Sqlite { path } => write!(f, "{}", path.display()),
+            Backend::Postgres { url } => write!(f, "{url}"),
         }
     }
 }
 
 /// Opens the store `backend` names (creating and migrating it as needed) and starts what it
-/// runs. Blocks while SQLite opens and migrates, which happens once, at start.
+/// runs. SQLite blocks while it opens and migrates, which happens once, at start.
 pub async fn open(backend: &Backend) -> Result<Store, StoreError> {
     let queue: Arc<dyn Queue> = match backend {
         Backend::Sqlite { path } => Arc::new(sqlite::SqliteQueue::open(path)?),
+        Backend::Postgres { url } => Arc::new(postgres::PostgresQueue::open(url).await?),
     };
     Ok(Store {
         queue,

@@ -126,8 +126,8 @@ impl ChildService {
     }
 
     /// Starts the child as `how` says and waits (up to 20 s) until /healthz answers 200.
-    /// Its stdin and stdout are /dev/null; `PRINTBELL_CONFIG` and `PRINTBELL_LOG_FORMAT` are
-    /// removed unless `envs` sets them.
+    /// Its stdin and stdout are /dev/null; `PRINTBELL_CONFIG`, `PRINTBELL_LOG_FORMAT` and
+    /// `PRINTBELL_STORE_URL` are removed unless `envs` sets them.
     pub async fn launch(how: Launch<'_>) -> ChildService {
         let stderr = std::fs::File::create(&how.stderr_path).expect("log file");
         let child = Command::new(bin())
@@ -140,6 +140,7 @@ impl ChildService {
             .env("RUST_LOG", how.rust_log)
             .env_remove("PRINTBELL_CONFIG")
             .env_remove("PRINTBELL_LOG_FORMAT")
+            .env_remove("PRINTBELL_STORE_URL")
             .envs(how.envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

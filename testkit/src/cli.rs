@@ -49,6 +49,7 @@ pub fn run_cli_in(
     cmd.args(args)
         .env_remove("PRINTBELL_CONFIG")
         .env_remove("PRINTBELL_LISTEN")
+        .env_remove("PRINTBELL_STORE_URL")
         .env_remove("RUST_LOG");
     for (k, v) in envs {
         cmd.env(k, v);

@@ -1,6 +1,7 @@
 //! Test inputs: the sample events in `tests/fixtures/` (the same files printbell compiles in
 //! as its built-in samples) and the config text every in-process or child service starts from.
 
+use printbell::store::{Backend, PostgresUrl};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -29,10 +30,49 @@ pub fn event(event_type: &str, id: &str, tags: Option<Value>) -> Value {
     e
 }
 
+/// Which store a test's service uses: the same tests run on either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestStore {
+    /// `printbell.db` in the service's dir.
+    Sqlite,
+    /// A PostgreSQL database (see [`crate::postgres`]).
+    Postgres { url: String },
+}
+
+impl TestStore {
+    /// The `[store]` section for a service whose files are in `dir`.
+    pub fn section(&self, dir: &Path) -> String {
+        match self {
+            TestStore::Sqlite => format!(
+                "[store]\npath = \"{}\"\n",
+                dir.join("printbell.db").display()
+            ),
+            TestStore::Postgres { url } => format!("[store]\nurl = \"{url}\"\n"),
+        }
+    }
+
+    /// The store as printbell names it, for a service whose files are in `dir`.
+    pub fn backend(&self, dir: &Path) -> Backend {
+        match self {
+            TestStore::Sqlite => Backend::Sqlite {
+                path: dir.join("printbell.db"),
+            },
+            TestStore::Postgres { url } => Backend::Postgres {
+                url: PostgresUrl::parse(url).expect("a valid PostgreSQL URL"),
+            },
+        }
+    }
+}
+
 /// A config: `[server]` on a free loopback port and `[store]` in `dir`, then `rest`.
 pub fn config_text(dir: &Path, server_extra: &str, rest: &str) -> String {
+    config_text_on(&TestStore::Sqlite, dir, server_extra, rest)
+}
+
+/// [`config_text`] with the given store.
+pub fn config_text_on(store: &TestStore, dir: &Path, server_extra: &str, rest: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nwebhook_path = \"{WEBHOOK_PATH}\"\n{server_extra}\n\n[store]\npath = \"{}\"\n\n{rest}\n",
-        dir.join("printbell.db").display()
+        "[server]\nlisten = \"127.0.0.1:0\"\nwebhook_path = \"{WEBHOOK_PATH}\"\n{server_extra}\n\n{}\n{rest}\n",
+        store.section(dir)
     )
 }

@@ -15,6 +15,7 @@
 //! | [`child`] | the real binary as a child process (`serve`), signals, kill -9, free ports |
 //! | [`cli`] | the binary run to completion (`check`, `preview`, `deliveries` …) |
 //! | [`store`] | every direct read or write of the store file the tests and the bench make |
+//! | [`postgres`] | a PostgreSQL server for the tests (given, private, or a skip) and a database per test |
 //! | [`wait`] | polling until a condition holds |
 //! | [`host`] | CPU busy and hypervisor steal from /proc/stat, for the benchmarks |
 //!
@@ -36,6 +37,8 @@ pub mod mock_chat;
 #[cfg(feature = "harness")]
 pub mod mock_slack_api;
 #[cfg(feature = "harness")]
+pub mod postgres;
+#[cfg(feature = "harness")]
 pub mod service;
 #[cfg(feature = "harness")]
 pub mod store;
@@ -47,7 +50,7 @@ pub use child::{free_port, ChildService, Launch, Proc};
 #[cfg(feature = "harness")]
 pub use cli::{bin, run_cli, run_cli_in};
 #[cfg(feature = "harness")]
-pub use fixtures::{config_text, event, fixture, WEBHOOK_PATH};
+pub use fixtures::{config_text, config_text_on, event, fixture, TestStore, WEBHOOK_PATH};
 #[cfg(feature = "harness")]
 pub use service::Service;
 #[cfg(feature = "harness")]

@@ -8,7 +8,7 @@
 //! to end; new ones wait for it). Child processes ([`crate::child`]) have their own recorder
 //! and are not gated.
 
-use crate::fixtures::{config_text, WEBHOOK_PATH};
+use crate::fixtures::{config_text_on, TestStore, WEBHOOK_PATH};
 use crate::store::{self, Delivery};
 use printbell::app::Running;
 use printbell::loaded::Loaded;
@@ -34,6 +34,8 @@ pub struct Service {
     pub config_path: PathBuf,
     pub base: String,
     pub http: reqwest::Client,
+    /// The store it was started on.
+    pub store: TestStore,
     /// Dropped after `running` (fields drop in declaration order).
     _turn: Turn,
 }
@@ -45,7 +47,16 @@ impl Service {
             _shared: Some(IN_PROCESS.read().await),
             _alone: None,
         };
-        Self::start_with(turn, server_extra, rest).await
+        Self::start_with(turn, TestStore::Sqlite, server_extra, rest).await
+    }
+
+    /// Like [`Service::start`], on `store`.
+    pub async fn start_on(store: &TestStore, server_extra: &str, rest: &str) -> Service {
+        let turn = Turn {
+            _shared: Some(IN_PROCESS.read().await),
+            _alone: None,
+        };
+        Self::start_with(turn, store.clone(), server_extra, rest).await
     }
 
     /// Like [`Service::start`], while no other in-process service runs: for tests that read
@@ -55,12 +66,12 @@ impl Service {
             _shared: None,
             _alone: Some(IN_PROCESS.write().await),
         };
-        Self::start_with(turn, server_extra, rest).await
+        Self::start_with(turn, TestStore::Sqlite, server_extra, rest).await
     }
 
-    async fn start_with(turn: Turn, server_extra: &str, rest: &str) -> Service {
+    async fn start_with(turn: Turn, store: TestStore, server_extra: &str, rest: &str) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = config_text(dir.path(), server_extra, rest);
+        let text = config_text_on(&store, dir.path(), server_extra, rest);
         let config_path = dir.path().join("notifier.toml");
         std::fs::write(&config_path, &text).expect("write config");
         let loaded = Loaded::from_file(&config_path)
@@ -76,6 +87,7 @@ impl Service {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
+            store,
             _turn: turn,
         }
     }
@@ -122,7 +134,7 @@ impl Service {
 
     /// Every delivery in the store (read through a separate connection, as the CLI does).
     pub fn deliveries(&self) -> Vec<Delivery> {
-        store::deliveries(&self.store_path())
+        store::deliveries_in(&self.store.backend(self.dir.path()))
     }
 
     pub async fn stop(&mut self) -> bool {

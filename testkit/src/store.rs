@@ -84,12 +84,19 @@ async fn open(path: &Path) -> Store {
     pstore::open(&backend).await.expect("open store")
 }
 
-/// Every delivery in the store at `path`, oldest first (through the store's own API, as the
-/// CLI reads it).
+/// Every delivery in the store file at `path`, oldest first (through the store's own API, as
+/// the CLI reads it).
 pub fn deliveries(path: &Path) -> Vec<Delivery> {
-    let path = path.to_path_buf();
+    deliveries_in(&Backend::Sqlite {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Every delivery in the store `backend` names (SQLite or PostgreSQL), oldest first.
+pub fn deliveries_in(backend: &Backend) -> Vec<Delivery> {
+    let backend = backend.clone();
     block_on(async move {
-        let store = open(&path).await;
+        let store = pstore::open(&backend).await.expect("open store");
         let filter = Filter {
             state: None,
             destination: None,
@@ -105,6 +112,14 @@ pub fn deliveries(path: &Path) -> Vec<Delivery> {
         all.reverse();
         all
     })
+}
+
+/// Opens the store `backend` names and closes it again: the error, if it cannot be opened.
+pub async fn try_open(backend: &Backend) -> Result<(), String> {
+    pstore::open(backend)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A plain connection to the store file, with the busy timeout printbell uses.
@@ -254,4 +269,221 @@ pub fn stored(path: &Path) -> Stored {
         .filter_map(Result::ok)
         .collect();
     Stored { events, deliveries }
+}
+
+/// Every [`pstore::Queue`] operation once, on the store `backend` names, with what each must
+/// do asserted: the same checks for every backend. `exclusive_leases`: whether the backend
+/// shares its store between processes (a lease held by one owner is refused to another).
+pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
+    use printbell::domain::Mode;
+    use pstore::{DeliveryState, LiveMessage, Reschedule, Role};
+    let s = pstore::open(backend).await.expect("open");
+    let t = now_ms();
+    let live = pstore::NewDelivery {
+        event_type: EventType::Failed,
+        generation_id: "g1".into(),
+        destination: "d".into(),
+        kind: Kind::Discord,
+        mode: Mode::Live,
+        role: Role::Message,
+        body: r#"{"content":"<@1> failed"}"#.into(),
+        quiet_body: Some(r#"{"content":"failed"}"#.into()),
+        images_done: 2,
+    };
+    let ping = pstore::NewDelivery {
+        role: Role::Ping,
+        body: r#"{"content":"<@1>"}"#.into(),
+        quiet_body: None,
+        ..live.clone()
+    };
+    let each = pstore::NewDelivery::each(EventType::Created, "g2", "e", Kind::Slack, "{}".into());
+    let Ok(Accepted::New(ids)) = s.accept("ev-1", vec![live, ping, each], t).await else {
+        panic!("a new event is accepted");
+    };
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[2],
+        "ids in the order given: {ids:?}"
+    );
+    assert_eq!(
+        s.accept("ev-1", vec![], t).await.expect("accept"),
+        Accepted::Duplicate
+    );
+    assert_eq!(
+        s.accept("ev-empty", vec![], t).await.expect("accept"),
+        Accepted::New(vec![])
+    );
+
+    let heads = s.heads("d", 10).await.expect("heads");
+    assert_eq!(heads.iter().map(|d| d.id).collect::<Vec<_>>(), ids[..2]);
+    let (m, p) = (&heads[0], &heads[1]);
+    assert_eq!(m.state, DeliveryState::Pending);
+    assert_eq!(
+        (m.mode, m.role, m.images_done),
+        (Mode::Live, Role::Message, 2)
+    );
+    assert_eq!(m.quiet_body.as_deref(), Some(r#"{"content":"failed"}"#));
+    assert_eq!((m.attempts, m.started_at, m.next_attempt_at), (0, None, t));
+    assert_eq!((p.role, p.ping_for), (Role::Ping, Some(ids[0])));
+    let mut dests = s.pending_destinations().await.expect("destinations");
+    dests.sort();
+    assert_eq!(dests, ["d", "e"]);
+    let depths = s.queue_depths().await.expect("depths");
+    let d = depths.iter().find(|q| q.destination == "d").expect("d");
+    assert_eq!((d.pending, d.oldest_received_at), (2, t));
+
+    // A live message: none yet; the waiting updates are the messages, not the ping.
+    assert_eq!(s.live_message("d", "g1").await.expect("live"), None);
+    let waiting = s.waiting_updates("d", "g1").await.expect("waiting");
+    assert_eq!(waiting.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[0]]);
+    s.mark_shown(ids[0], 200, Some("m-1".into()), true, t + 1)
+        .await
+        .expect("shown");
+    let shown = LiveMessage {
+        message_ref: Some("m-1".into()),
+        shown: EventType::Failed.rank(2),
+        first_post: ids[0],
+    };
+    assert_eq!(s.live_message("d", "g1").await.expect("live"), Some(shown));
+    let row = s.delivery(ids[0]).await.expect("read").expect("row");
+    assert_eq!(row.state, DeliveryState::Done);
+    assert_eq!((row.attempts, row.last_status), (1, Some(200)));
+    assert_eq!(row.message_id.as_deref(), Some("m-1"));
+    s.forget_message("d", "g1", t + 2).await.expect("forget");
+    let forgotten = s.live_message("d", "g1").await.expect("live").expect("row");
+    assert_eq!(forgotten.message_ref, None);
+    assert_eq!(forgotten.first_post, ids[0]);
+    s.supersede(vec![ids[1]], "not needed".into(), t + 3)
+        .await
+        .expect("supersede");
+    let row = s.delivery(ids[1]).await.expect("read").expect("row");
+    assert_eq!(row.state, DeliveryState::Superseded);
+    assert_eq!(row.last_error.as_deref(), Some("not needed"));
+    assert_eq!(s.delivery(DeliveryId(i64::MAX)).await.expect("read"), None);
+
+    // Retry, rate limit, dead, retried from the CLI, done.
+    let next = |status, at| Reschedule {
+        status: Some(status),
+        error: format!("status {status}"),
+        started_at: t,
+        next_attempt_at: at,
+    };
+    s.mark_retry(ids[2], next(502, t + 1000), t + 4)
+        .await
+        .expect("retry");
+    s.defer(ids[2], next(429, t + 2000), t + 5)
+        .await
+        .expect("defer");
+    let row = s.delivery(ids[2]).await.expect("read").expect("row");
+    assert_eq!((row.attempts, row.last_status), (1, Some(429)), "{row:?}");
+    assert_eq!((row.started_at, row.next_attempt_at), (Some(t), t + 2000));
+    s.mark_dead(ids[2], Some(404), "gone".into(), true, t + 6)
+        .await
+        .expect("dead");
+    let filter = Filter {
+        state: Some(DeliveryState::Dead),
+        destination: None,
+        limit: 10,
+    };
+    let dead = s.list(filter).await.expect("list");
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[2]]);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(s.retry_all_dead(t + 7).await.expect("retry all"), 1);
+    let row = s.delivery(ids[2]).await.expect("read").expect("row");
+    assert_eq!(
+        (row.state, row.attempts, row.started_at),
+        (DeliveryState::Pending, 0, None)
+    );
+    s.mark_done(ids[2], 200, None, t + 8).await.expect("done");
+    assert!(s.retry(ids[2], t + 9).await.expect("retry"));
+    assert!(!s.retry(DeliveryId(i64::MAX), t).await.expect("retry"));
+    s.mark_done(ids[2], 200, None, t + 10).await.expect("done");
+    let all = Filter {
+        state: None,
+        destination: Some("e".into()),
+        limit: 10,
+    };
+    assert_eq!(s.list(all).await.expect("list").len(), 1);
+    s.readiness(t).await.expect("readiness");
+
+    // A live generation keeps the lane place of its first delivery (an `each` one does not).
+    let lane = |g: &str, t: EventType, images: u64, mode: Mode| pstore::NewDelivery {
+        mode,
+        images_done: images,
+        ..pstore::NewDelivery::each(t, g, "slots", Kind::Discord, "{}".into())
+    };
+    let order = [
+        lane("g1", EventType::Created, 0, Mode::Live),
+        lane("g2", EventType::Created, 0, Mode::Live),
+        lane("g1", EventType::Completed, 4, Mode::Live),
+        lane("g3", EventType::Created, 0, Mode::Each),
+    ];
+    let mut slot_ids = Vec::new();
+    for (i, d) in order.into_iter().enumerate() {
+        let id = format!("slot-{i}");
+        let Accepted::New(ids) = s.accept(&id, vec![d], t).await.expect("accept") else {
+            panic!("new");
+        };
+        slot_ids.push(ids[0]);
+    }
+    let heads = s.heads("slots", 10).await.expect("heads");
+    let want = [slot_ids[0], slot_ids[2], slot_ids[1], slot_ids[3]];
+    assert_eq!(heads.iter().map(|d| d.id).collect::<Vec<_>>(), want);
+    s.supersede(vec![slot_ids[0]], "test".into(), t)
+        .await
+        .expect("supersede");
+    let heads = s.heads("slots", 10).await.expect("heads");
+    assert_eq!(heads.iter().map(|d| d.id).collect::<Vec<_>>(), want[1..]);
+    for id in &slot_ids[1..] {
+        s.mark_done(*id, 200, None, t).await.expect("done");
+    }
+
+    // Done deliveries go; superseded and event ids inside the dedupe window stay.
+    let purged = s.purge(t + 100, true, t + 100).await.expect("purge");
+    assert_eq!((purged.deliveries, purged.events), (2 + 3, 0));
+    assert_eq!(
+        s.accept("ev-1", vec![], t).await.expect("accept"),
+        Accepted::Duplicate
+    );
+    let week = pstore::DEDUPE_WINDOW_MS;
+    let purged = s
+        .purge(t + week + 100, true, t + week + 100)
+        .await
+        .expect("purge");
+    assert_eq!(purged.events, 2 + 4);
+
+    // Leases.
+    let ttl = Duration::from_secs(30);
+    assert!(s.lease("d", "a", ttl).await.expect("lease"));
+    assert!(s.lease("d", "a", ttl).await.expect("renew"));
+    assert_eq!(
+        s.lease("d", "b", ttl).await.expect("lease"),
+        !exclusive_leases,
+        "another owner's unexpired lease"
+    );
+    assert!(s.lease("other", "b", ttl).await.expect("lease"));
+    s.release("d", "b")
+        .await
+        .expect("release of a lease not held");
+    assert_eq!(
+        s.lease("d", "b", ttl).await.expect("lease"),
+        !exclusive_leases
+    );
+    s.release("d", "a").await.expect("release");
+    assert!(s.lease("d", "b", ttl).await.expect("lease after release"));
+    if exclusive_leases {
+        assert!(s
+            .lease("e", "a", Duration::from_millis(300))
+            .await
+            .expect("lease"));
+        assert!(!s.lease("e", "b", ttl).await.expect("lease"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(s
+            .lease("e", "b", ttl)
+            .await
+            .expect("an expired lease is anybody's"));
+    }
+    for d in ["d", "e", "other"] {
+        s.release(d, "b").await.expect("release");
+    }
 }

@@ -1174,18 +1174,26 @@ fn deliveries_show_and_list_json_tell_everything_stored() {
         .expect("done row");
     assert_eq!(done["state"], "done");
     assert_eq!(done["event_id"], "evt_cli_old");
-    assert!(done["received_at"].as_str().is_some_and(|t| t.contains('T')));
+    assert!(done["received_at"]
+        .as_str()
+        .is_some_and(|t| t.contains('T')));
 
     // The table shows the event id and when it was received, and a 200 is not an error.
     let (_, out, _) = cli(&["deliveries", "--store", st, "list"], &[]);
     let header = out.lines().next().expect("header");
-    assert!(header.contains("EVENT ID") && header.contains("RECEIVED"), "{header}");
+    assert!(
+        header.contains("EVENT ID") && header.contains("RECEIVED"),
+        "{header}"
+    );
     let done_line = out
         .lines()
         .find(|l| l.starts_with(&format!("{} ", s.old_done)))
         .expect("done line");
     assert!(done_line.contains("evt_cli_old"), "{done_line}");
-    assert!(!done_line.contains(" 200 "), "a success shown as an error: {done_line}");
+    assert!(
+        !done_line.contains(" 200 "),
+        "a success shown as an error: {done_line}"
+    );
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::mock_chat::{describe_all, MockChat, Received, Reply};
 use testkit::store::{now_ms, Delivery};
-use testkit::{config_text, event, free_port, run_cli, ChildService, Proc, Service, WEBHOOK_PATH};
+use testkit::{
+    config_text, event, free_port, run_cli, ChildService, Proc, Service, TestStore, WEBHOOK_PATH,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 const D1: &str = "/api/webhooks/1001/token-one";
@@ -21,7 +23,7 @@ const S1: &str = "/services/T000/B000/slack-one";
 const S2: &str = "/services/T000/B000/slack-two";
 const SERVER_ERROR: &str = r#"{"message": "Internal Server Error", "code": 0}"#;
 
-fn discord(name: &str, url: &str) -> String {
+pub(crate) fn discord(name: &str, url: &str) -> String {
     format!("[destinations.{name}]\nkind = \"discord\"\nurl = \"{url}\"\n\n")
 }
 
@@ -29,27 +31,27 @@ fn slack(name: &str, url: &str) -> String {
     format!("[destinations.{name}]\nkind = \"slack\"\nurl = \"{url}\"\n\n")
 }
 
-fn route_all(names: &[&str]) -> String {
+pub(crate) fn route_all(names: &[&str]) -> String {
     let list: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
     format!("[[routes]]\nto = [{}]\n", list.join(", "))
 }
 
 /// Event number `i` of series `series`: a distinct event id and a generation id `zqNNN` that
 /// the rendered body carries (Discord footer, Slack context), so a request tells its event.
-fn ev(series: &str, i: usize) -> Value {
+pub(crate) fn ev(series: &str, i: usize) -> Value {
     let mut e = event("print.created", &format!("evt-{series}-{i:03}"), None);
     e["data"]["id"] = json!(format!("zq{i:03}"));
     e
 }
 
 /// The event number a request carries (see [`ev`]).
-fn mark(r: &Received) -> Option<usize> {
+pub(crate) fn mark(r: &Received) -> Option<usize> {
     let t = r.text();
     let i = t.find("zq")?;
     t.get(i + 2..i + 5)?.parse().ok()
 }
 
-fn marks(reqs: &[Received]) -> Vec<usize> {
+pub(crate) fn marks(reqs: &[Received]) -> Vec<usize> {
     reqs.iter().filter_map(mark).collect()
 }
 
@@ -74,6 +76,11 @@ fn only(rows: &[Delivery], destination: &str) -> Vec<Delivery> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_are_retried_with_backoff_and_delivered_once() {
+    retried_with_backoff(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn retried_with_backoff(store: &TestStore) {
     let mock = MockChat::start().await;
     mock.script(
         D1,
@@ -83,7 +90,7 @@ async fn server_errors_are_retried_with_backoff_and_delivered_once() {
         ],
     );
     let rest = format!("{}{}", discord("d", &mock.url(D1)), route_all(&["d"]));
-    let svc = Service::start("", &rest).await;
+    let svc = Service::start_on(store, "", &rest).await;
     svc.post_accepted(&ev("retry", 1), 1).await;
 
     mock.wait_for_ok(D1, 1, WAIT).await;
@@ -215,10 +222,15 @@ async fn cli(args: Vec<String>) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_webhook_is_dead_at_once_and_deliveries_retry_sends_it_again() {
+    dead_then_retried_from_the_cli(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL, the CLI included).
+pub(crate) async fn dead_then_retried_from_the_cli(store: &TestStore) {
     let mock = MockChat::start().await;
     mock.script(D1, vec![Reply::DiscordUnknownWebhook]);
     let rest = format!("{}{}", discord("d", &mock.url(D1)), route_all(&["d"]));
-    let svc = Service::start("", &rest).await;
+    let svc = Service::start_on(store, "", &rest).await;
     svc.post_accepted(&ev("dead", 1), 1).await;
 
     mock.wait_for(D1, 1, WAIT).await;
@@ -537,9 +549,14 @@ async fn a_hanging_destination_times_out_and_does_not_delay_a_healthy_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quick_events_arrive_in_order() {
+    in_order(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn in_order(store: &TestStore) {
     let mock = MockChat::start().await;
     let rest = format!("{}{}", discord("d", &mock.url(D1)), route_all(&["d"]));
-    let svc = Service::start("", &rest).await;
+    let svc = Service::start_on(store, "", &rest).await;
     for i in 0..10 {
         svc.post_accepted(&ev("order", i), 1).await;
     }
@@ -753,7 +770,7 @@ impl ChildSetup {
 }
 
 /// Kills the child with SIGKILL; returns when the signal was sent and when the exit was seen.
-async fn kill_9(child: &mut ChildService) -> (Instant, Instant) {
+pub(crate) async fn kill_9(child: &mut ChildService) -> (Instant, Instant) {
     let sent = Instant::now();
     child.signal("KILL");
     loop {
@@ -768,7 +785,7 @@ async fn kill_9(child: &mut ChildService) -> (Instant, Instant) {
     }
 }
 
-fn all_logs(dir: &Path) -> String {
+pub(crate) fn all_logs(dir: &Path) -> String {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|e| e.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -785,7 +802,7 @@ fn all_logs(dir: &Path) -> String {
 }
 
 /// Waits until every event 0..n was delivered (2xx) to `path` at least once.
-async fn wait_all_delivered(mock: &MockChat, path: &str, n: usize, limit: Duration) {
+pub(crate) async fn wait_all_delivered(mock: &MockChat, path: &str, n: usize, limit: Duration) {
     let p = path.to_string();
     mock.wait_until(&format!("events 0..{n} delivered"), limit, move |log| {
         let mut seen = vec![false; n];
@@ -800,7 +817,7 @@ async fn wait_all_delivered(mock: &MockChat, path: &str, n: usize, limit: Durati
 }
 
 /// Order of first delivery per event, and the number of extra deliveries.
-fn first_delivery_order(oks: &[Received]) -> (Vec<usize>, usize) {
+pub(crate) fn first_delivery_order(oks: &[Received]) -> (Vec<usize>, usize) {
     let mut count: HashMap<usize, usize> = HashMap::new();
     let mut order = Vec::new();
     for i in marks(oks) {

@@ -13,7 +13,9 @@ use testkit::mock_slack_api::{
     self, Limit, MockSlackApi, SlackMessage, SlackReply, POST_MESSAGE, UPDATE,
 };
 use testkit::store::Delivery;
-use testkit::{config_text, fixture, free_port, run_cli, validate, ChildService, Service};
+use testkit::{
+    config_text, fixture, free_port, run_cli, validate, ChildService, Service, TestStore,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_millis(1500);
@@ -251,15 +253,20 @@ fn states(rows: &[Delivery]) -> Vec<&str> {
     rows.iter().map(|d| d.state.as_str()).collect()
 }
 
+/// Waits until nothing in the service's store (either backend) is pending.
 async fn settled(svc: &Service) -> Vec<Delivery> {
-    settled_at(&svc.store_path()).await
+    settled_in(|| svc.deliveries()).await
 }
 
-/// Waits until nothing in the store is pending; returns every delivery.
+/// Waits until nothing in the store file is pending; returns every delivery.
 async fn settled_at(store: &Path) -> Vec<Delivery> {
+    settled_in(|| testkit::store::deliveries(store)).await
+}
+
+async fn settled_in(read: impl Fn() -> Vec<Delivery>) -> Vec<Delivery> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let rows = testkit::store::deliveries(store);
+        let rows = read();
         if rows.iter().all(|d| d.state != "pending") {
             return rows;
         }
@@ -297,6 +304,11 @@ async fn post_all(svc: &Service, events: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn discord_a_generation_is_one_message_edited_to_completed() {
+    one_message_edited_to_completed(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn one_message_edited_to_completed(store: &TestStore) {
     let mock = MockChat::start().await;
     // Posts and edits share the webhook's budget; printbell's pacing keeps it without a 429.
     mock.enforce_discord_limits(D, 5, Duration::from_secs(2));
@@ -306,7 +318,7 @@ async fn discord_a_generation_is_one_message_edited_to_completed() {
         discord("d", &mock.url(D), extra),
         route(&["d"], &[])
     );
-    let svc = Service::start("", &rest).await;
+    let svc = Service::start_on(store, "", &rest).await;
     let g = "gen-one-a1";
     post_all(&svc, &story(g)).await;
 
@@ -721,13 +733,18 @@ async fn a_deleted_message_is_posted_anew_without_pings() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_edits_the_message_and_pings_in_a_separate_one() {
+    failure_edits_and_pings(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn failure_edits_and_pings(store: &TestStore) {
     let mock = MockChat::start().await;
     let rest = format!(
         "{}{}",
         discord("d", &mock.url(D), "username = \"printbell\"\n"),
         route(&["d"], &[&role_mention()])
     );
-    let svc = Service::start("", &rest).await;
+    let svc = Service::start_on(store, "", &rest).await;
     let g = "gen-failed-e5";
     svc.post_accepted(&story(g)[0], 1).await;
     let first = mock.wait_for_ok(D, 1, WAIT).await;

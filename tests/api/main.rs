@@ -14,3 +14,4 @@ mod live;
 mod mock_selftest;
 mod ops;
 mod pipeline;
+mod postgres;

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use testkit::mock_chat::MockChat;
-use testkit::{event, fixture, Service, WEBHOOK_PATH};
+use testkit::{event, fixture, Service, TestStore, WEBHOOK_PATH};
 
 const SLACK: &str = "/services/T000/B000/slacktoken";
 const DISCORD: &str = "/api/webhooks/111/discordtoken";
@@ -19,11 +19,15 @@ fn destinations(mock: &MockChat) -> String {
 }
 
 async fn both(mock: &MockChat) -> Service {
+    both_on(mock, &TestStore::Sqlite).await
+}
+
+async fn both_on(mock: &MockChat, store: &TestStore) -> Service {
     let rest = format!(
         "{}\n[[routes]]\nto = [\"slack\", \"discord\"]\n",
         destinations(mock)
     );
-    Service::start("", &rest).await
+    Service::start_on(store, "", &rest).await
 }
 
 fn blocks_of_type<'a>(body: &'a Value, ty: &str) -> Vec<&'a Value> {
@@ -35,8 +39,13 @@ fn blocks_of_type<'a>(body: &'a Value, ty: &str) -> Vec<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn completion_shows_images_on_slack_and_as_a_discord_gallery() {
+    completion_shows_images(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn completion_shows_images(store: &TestStore) {
     let mock = MockChat::start().await;
-    let svc = both(&mock).await;
+    let svc = both_on(&mock, store).await;
     svc.post_accepted(&fixture("print.completed"), 2).await;
 
     let slack = mock.wait_for_ok(SLACK, 1, WAIT).await;
@@ -398,8 +407,13 @@ to = ["other"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_event_is_acknowledged_and_not_sent_again() {
+    duplicate_is_not_sent_again(&TestStore::Sqlite).await;
+}
+
+/// On either store (`postgres.rs` runs it on PostgreSQL).
+pub(crate) async fn duplicate_is_not_sent_again(store: &TestStore) {
     let mock = MockChat::start().await;
-    let svc = both(&mock).await;
+    let svc = both_on(&mock, store).await;
     let e = fixture("print.failed");
     svc.post_accepted(&e, 2).await;
     let (status, body) = svc.post(&e).await;

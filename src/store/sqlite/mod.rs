@@ -18,6 +18,7 @@
 mod migrations;
 mod queries;
 
+use super::row::{parse_all as parse, DeliveryRow, LiveRow};
 use super::{
     Accepted, Delivery, DeliveryId, Filter, LiveMessage, NewDelivery, Purged, Queue, QueueDepth,
     Reschedule, StoreError,
@@ -27,6 +28,7 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Jobs waiting for the writer beyond this are refused (`StoreError::Busy`, a 503 to senders)
@@ -157,11 +159,6 @@ impl SqliteQueue {
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// Rows as read, parsed outside the writer thread.
-fn parse(rows: Vec<queries::Row>) -> Result<Vec<Delivery>, StoreError> {
-    rows.into_iter().map(queries::Row::parse).collect()
 }
 
 #[async_trait]
@@ -332,7 +329,7 @@ impl Queue for SqliteQueue {
                 move |c| queries::delivery(c, id),
             )
             .await?;
-        row.map(queries::Row::parse).transpose()
+        row.map(DeliveryRow::parse).transpose()
     }
 
     async fn live_message(
@@ -349,7 +346,7 @@ impl Queue for SqliteQueue {
                 move |c| queries::live_message(c, &destination, &generation_id),
             )
             .await?;
-        row.map(queries::LiveRow::parse).transpose()
+        row.map(LiveRow::parse).transpose()
     }
 
     async fn waiting_updates(
@@ -400,6 +397,20 @@ impl Queue for SqliteQueue {
             move |c| queries::mark_shown(c, id, status, message_ref.as_deref(), first_post, now),
         )
         .await
+    }
+
+    async fn lease(
+        &self,
+        _destination: &str,
+        _owner: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        // One `serve` per file: its lanes are the only senders (the CLI never sends).
+        Ok(true)
+    }
+
+    async fn release(&self, _destination: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn forget_message(

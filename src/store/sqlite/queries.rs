@@ -2,46 +2,16 @@
 //! writer thread (of `serve` and of the CLI alike). Repeated statements use the connection's
 //! statement cache.
 //!
-//! Storage conventions: states, event types and kinds are stored as their names;
-//! `started_at` is 0 before the first attempt of a series (the column is `NOT NULL` since
-//! migration 1).
+//! Storage conventions (shared with every backend, see `store::row`): states, event types and
+//! kinds are stored as their names; `started_at` is 0 before the first attempt of a series (the
+//! column is `NOT NULL` since migration 1).
 
+use super::super::row::{DeliveryRow as Row, LiveRow, DELIVERY_COLUMNS as COLUMNS};
 use super::super::{
-    Accepted, Delivery, DeliveryId, DeliveryState, Filter, LiveMessage, NewDelivery, Purged,
-    QueueDepth, Reschedule, Role, StoreError, DEDUPE_WINDOW_MS,
+    Accepted, DeliveryId, DeliveryState, Filter, NewDelivery, Purged, QueueDepth, Reschedule, Role,
+    DEDUPE_WINDOW_MS,
 };
-use crate::domain::{EventType, Kind, Mode};
 use rusqlite::{params, Connection};
-
-/// A `deliveries` row as stored; [`Row::parse`] turns it into a [`Delivery`].
-#[derive(Debug)]
-pub(super) struct Row {
-    id: i64,
-    event_id: String,
-    event_type: String,
-    generation_id: String,
-    destination: String,
-    kind: String,
-    body: String,
-    state: String,
-    attempts: u32,
-    received_at: i64,
-    started_at: i64,
-    next_attempt_at: i64,
-    updated_at: i64,
-    last_status: Option<i64>,
-    last_error: Option<String>,
-    message_id: Option<String>,
-    mode: String,
-    role: String,
-    quiet_body: Option<String>,
-    images_done: i64,
-    ping_for: Option<i64>,
-}
-
-const COLUMNS: &str = "id, event_id, event_type, generation_id, destination, kind, body, state, \
-     attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error, message_id, \
-     mode, role, quiet_body, images_done, ping_for";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -67,51 +37,6 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         images_done: r.get(19)?,
         ping_for: r.get(20)?,
     })
-}
-
-impl Row {
-    /// The row in the store API's types; a value this binary does not know is an error naming
-    /// the row.
-    pub(super) fn parse(self) -> Result<Delivery, StoreError> {
-        let id = DeliveryId(self.id);
-        let bad = |column: &'static str, value: String| StoreError::BadRow { id, column, value };
-        let event_type = EventType::parse(&self.event_type)
-            .ok_or_else(|| bad("event type", self.event_type.clone()))?;
-        let kind = Kind::parse(&self.kind).ok_or_else(|| bad("kind", self.kind.clone()))?;
-        let state =
-            DeliveryState::parse(&self.state).ok_or_else(|| bad("state", self.state.clone()))?;
-        let mode = Mode::parse(&self.mode).ok_or_else(|| bad("mode", self.mode.clone()))?;
-        let role = Role::parse(&self.role).ok_or_else(|| bad("role", self.role.clone()))?;
-        let images_done = u64::try_from(self.images_done)
-            .map_err(|_| bad("images done", self.images_done.to_string()))?;
-        let last_status = self
-            .last_status
-            .map(|s| u16::try_from(s).map_err(|_| bad("last status", s.to_string())))
-            .transpose()?;
-        Ok(Delivery {
-            id,
-            event_id: self.event_id,
-            event_type,
-            generation_id: self.generation_id,
-            destination: self.destination,
-            kind,
-            body: self.body,
-            state,
-            attempts: self.attempts,
-            received_at: self.received_at,
-            started_at: (self.started_at != 0).then_some(self.started_at),
-            next_attempt_at: self.next_attempt_at,
-            updated_at: self.updated_at,
-            last_status,
-            last_error: self.last_error,
-            message_id: self.message_id,
-            mode,
-            role,
-            quiet_body: self.quiet_body,
-            images_done,
-            ping_for: self.ping_for.map(DeliveryId),
-        })
-    }
 }
 
 /// Records an event id and its deliveries, or reports a duplicate.
@@ -357,30 +282,6 @@ pub(super) fn delivery(conn: &Connection, id: DeliveryId) -> rusqlite::Result<Op
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"))?;
     let mut rows = stmt.query_map(params![id.0], row)?;
     rows.next().transpose()
-}
-
-/// A `live_messages` row as stored.
-pub(super) struct LiveRow {
-    message_ref: Option<String>,
-    shown_type: String,
-    shown_images: i64,
-    first_post: i64,
-}
-
-impl LiveRow {
-    pub(super) fn parse(self) -> Result<LiveMessage, StoreError> {
-        let first_post = DeliveryId(self.first_post);
-        let shown_type = EventType::parse(&self.shown_type).ok_or(StoreError::BadRow {
-            id: first_post,
-            column: "live message type",
-            value: self.shown_type.clone(),
-        })?;
-        Ok(LiveMessage {
-            message_ref: self.message_ref,
-            shown: shown_type.rank(self.shown_images.max(0) as u64),
-            first_post,
-        })
-    }
 }
 
 pub(super) fn live_message(
