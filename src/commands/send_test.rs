@@ -41,6 +41,7 @@ pub async fn run(config: &Path, to: &str, event_type: &str, out: &mut dyn Write)
         destination: to.to_string(),
         route,
         mention: Vec::new(),
+        mention_interval: None,
     };
     let rendered = loaded
         .renderer

@@ -136,6 +136,48 @@ pub enum Mention {
     Everyone,
 }
 
+impl Mention {
+    /// A mention as written in `mention = [...]`: `user:ID`, `role:ID`, `group:ID`, `here`,
+    /// `channel` or `everyone`. Whether the platform has it is [`Mention::problem_on`].
+    pub fn parse(s: &str) -> Result<Mention, String> {
+        let id_ok = |id: &str| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
+        let (kind, id) = match s.split_once(':') {
+            Some((k, id)) => (k, Some(id)),
+            None => (s, None),
+        };
+        match (kind, id) {
+            ("here", None) => Ok(Mention::Here),
+            ("channel", None) => Ok(Mention::Channel),
+            ("everyone", None) => Ok(Mention::Everyone),
+            ("user" | "role" | "group", Some(id)) if id_ok(id) => Ok(match kind {
+                "user" => Mention::User(id.to_string()),
+                "role" => Mention::Role(id.to_string()),
+                _ => Mention::Group(id.to_string()),
+            }),
+            ("user" | "role" | "group", _) => Err(format!(
+                "mention `{s}` needs an id of letters and digits, like `{kind}:123456789012345678`"
+            )),
+            _ => Err(format!(
+                "unknown mention `{s}`; expected user:ID, role:ID, group:ID, here, channel or everyone"
+            )),
+        }
+    }
+}
+
+/// A mention as it is written in the file (what [`Mention::parse`] reads).
+impl std::fmt::Display for Mention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mention::User(id) => write!(f, "user:{id}"),
+            Mention::Role(id) => write!(f, "role:{id}"),
+            Mention::Group(id) => write!(f, "group:{id}"),
+            Mention::Here => f.write_str("here"),
+            Mention::Channel => f.write_str("channel"),
+            Mention::Everyone => f.write_str("everyone"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Position in the file, from 1; used in messages ("route 2").
@@ -147,6 +189,9 @@ pub struct Route {
     pub events: Vec<EventType>,
     pub to: Vec<String>,
     pub mention: Vec<Mention>,
+    /// At most one ping per destination within this long (alert storms); `None`: every
+    /// matching event pings.
+    pub mention_interval: Option<Duration>,
     pub templates: BTreeMap<EventType, TemplateSource>,
 }
 

@@ -80,6 +80,7 @@ pub struct RawRoute {
     pub to: Option<Spanned<Vec<SString>>>,
     #[serde(default)]
     pub mention: Vec<SString>,
+    pub mention_interval: Option<SString>,
     #[serde(default)]
     pub templates: BTreeMap<Spanned<String>, RawTemplate>,
 }

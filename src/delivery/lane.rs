@@ -17,6 +17,7 @@
 
 use super::coalesce::{self, Waiting};
 use super::lease::{Hold, Lease, LEASE_POLL};
+use super::pings::{self, SummaryClock};
 use super::policy::{self, AfterFailure};
 use crate::config::Destination;
 use crate::domain::Mode;
@@ -24,7 +25,8 @@ use crate::loaded::Live;
 use crate::platform::{self, Action, Outcome, Pacers};
 use crate::shutdown::Shutdown;
 use crate::store::{
-    now_ms, Delivery, DeliveryId, DeliveryState, LiveMessage, Reschedule, Role, Store, StoreError,
+    now_ms, Delivery, DeliveryId, DeliveryState, LiveMessage, PingGuard, Reschedule, Role, Store,
+    StoreError,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -49,12 +51,16 @@ pub(super) struct Lane {
     pub pacers: Arc<Pacers>,
     /// The destination's lease, among replicas sharing the store.
     pub lease: Lease,
+    /// When the next summary of held-back pings is due (`mention_interval`).
+    pub summaries: SummaryClock,
 }
 
 /// What a step sends: a delivery and how.
 struct Planned {
     delivery: Delivery,
     send: Send,
+    /// `mention_interval` holds this send's mentions back: it goes without them.
+    quiet: bool,
 }
 
 /// How a delivery goes out.
@@ -76,6 +82,20 @@ impl Planned {
         Planned {
             delivery,
             send: Send::Each,
+            quiet: false,
+        }
+    }
+
+    /// The guard of this send's mentions, if it carries some under a `mention_interval` (a
+    /// generation's first post, an `each` message, a failure's ping; never an edit).
+    fn guarded_ping(&self) -> Option<&PingGuard> {
+        let d = &self.delivery;
+        let guard = d.guard.as_ref()?;
+        match (&self.send, d.role) {
+            (Send::Ping { .. }, _) => Some(guard),
+            // Only with a body without mentions to send instead.
+            (Send::Each | Send::Post, Role::Message) => d.quiet_body.as_ref().map(|_| guard),
+            _ => None,
         }
     }
 
@@ -92,6 +112,7 @@ impl Planned {
     fn body(&self) -> &str {
         let d = &self.delivery;
         match self.send {
+            Send::Each | Send::Post if self.quiet => d.quiet_body.as_deref().unwrap_or(&d.body),
             Send::Each | Send::Post | Send::Ping { .. } => &d.body,
             Send::Repost | Send::Edit { .. } => d.quiet_body.as_deref().unwrap_or(&d.body),
         }
@@ -130,6 +151,10 @@ impl Lane {
             if self.shutdown.is_started() {
                 break;
             }
+            // `mention_interval`: a summary that is due goes to the head of the lane.
+            if self.summaries.due(now_ms()) && self.summarise().await {
+                queue.clear();
+            }
             let Some(delivery) = queue.pop_front() else {
                 // The marks must be in before the store is asked what is still pending.
                 settle(&mut marks).await;
@@ -138,7 +163,8 @@ impl Lane {
                     Ok(heads) if heads.is_empty() => {
                         // Nothing to send, every mark is in: another replica may take over.
                         self.lease.release().await;
-                        self.idle(POLL).await;
+                        let wait = self.summaries.wait(now_ms(), POLL);
+                        self.idle(wait).await;
                     }
                     Ok(heads) => queue = heads.into(),
                     Err(e) => {
@@ -155,6 +181,7 @@ impl Lane {
                 // Another replica may have sent part of what was read: read the store again.
                 Hold::Taken => {
                     queue.clear();
+                    self.summaries = SummaryClock::Unknown;
                     continue;
                 }
                 Hold::Elsewhere => {
@@ -200,7 +227,7 @@ impl Lane {
             }
         };
         let planned = match (delivery.mode, delivery.role) {
-            (Mode::Each, _) => Planned::each(delivery),
+            (Mode::Each, _) | (_, Role::Summary) => Planned::each(delivery),
             (Mode::Live, Role::Message) => match self.plan_update(delivery).await {
                 Ok(p) => p,
                 Err(step) => return step,
@@ -209,6 +236,10 @@ impl Lane {
                 Ok(p) => p,
                 Err(step) => return step,
             },
+        };
+        let planned = match self.hold_back(planned).await {
+            Ok(p) => p,
+            Err(step) => return step,
         };
         let action = planned.action();
         let pacer = self.pacers.get(&dest);
@@ -238,6 +269,11 @@ impl Lane {
         permit.record(&answer);
         drop(permit);
         let now = now_ms();
+        if let (Outcome::Done { .. }, Some(guard), false) =
+            (&answer.outcome, planned.guarded_ping(), planned.quiet)
+        {
+            self.pinged(guard, now).await;
+        }
         match (&planned.send, answer.outcome) {
             (Send::Each, outcome) => self.record(d, outcome, started, now, marks).await,
             (_, Outcome::Done { status, message_id }) => {
@@ -328,6 +364,7 @@ impl Lane {
         Ok(Planned {
             delivery: winner,
             send,
+            quiet: false,
         })
     }
 
@@ -367,6 +404,7 @@ impl Lane {
                                 message: message.clone(),
                             },
                             delivery: ping,
+                            quiet: false,
                         })
                     }
                     None => "the generation's message is gone",
@@ -444,6 +482,119 @@ impl Lane {
         Step::Changed
     }
 
+    /// `mention_interval` (see `pings.rs`): a send that would ping while an interval is open
+    /// is recorded as held back (durably, before anything is sent) and goes without its
+    /// mentions; a failure's separate ping is superseded instead. `Err`: nothing to send now.
+    async fn hold_back(&mut self, mut planned: Planned) -> Result<Planned, Step> {
+        let Some(guard) = planned.guarded_ping().cloned() else {
+            return Ok(planned);
+        };
+        let now = now_ms();
+        let until = match self.store.ping_window(&self.name, &guard.key).await {
+            Ok(Some(until)) if until > now => until,
+            Ok(_) => return Ok(planned),
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "cannot read the ping interval");
+                self.idle(POLL).await;
+                return Err(Step::Changed);
+            }
+        };
+        let d = &planned.delivery;
+        if let Err(e) = self
+            .store
+            .hold_ping(&self.name, d.id, d.event_type, &guard, now)
+            .await
+        {
+            tracing::warn!(destination = %self.name, error = %e, "cannot hold a ping back");
+            self.idle(POLL).await;
+            return Err(Step::Changed);
+        }
+        self.summaries = self.summaries.held_until(until);
+        metrics::counter!("printbell_pings_total", "destination" => self.name.clone(), "outcome" => "held").increment(1);
+        tracing::info!(delivery = d.id.0, generation = %d.generation_id, destination = %self.name, summary_in_ms = until - now, "ping held back by mention_interval; the summary will name it");
+        if matches!(planned.send, Send::Ping { .. }) {
+            let why = "its ping was held back by mention_interval; the summary names it";
+            if let Err(e) = self.store.supersede(vec![d.id], why.into(), now).await {
+                tracing::error!(destination = %self.name, error = %e, "could not mark a ping superseded");
+                self.idle(POLL).await;
+            }
+            return Err(Step::Changed);
+        }
+        planned.quiet = true;
+        Ok(planned)
+    }
+
+    /// A message carrying a guarded ping was taken by the platform: pings of its key are held
+    /// back for one interval from now. Kept trying until the store takes it (the lane sends
+    /// nothing else meanwhile), so the next message cannot ping too.
+    async fn pinged(&mut self, guard: &PingGuard, now: i64) {
+        metrics::counter!("printbell_pings_total", "destination" => self.name.clone(), "outcome" => "sent").increment(1);
+        let until = now.saturating_add(guard.every_ms);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let r = self
+                .store
+                .open_ping_window(&self.name, &guard.key, until, guard.every_ms, now)
+                .await;
+            match r {
+                Ok(()) => return,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(destination = %self.name, error = %e, "pinged but could not start the ping interval yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Stores the summaries of every interval that ended with pings held back, if this lane
+    /// holds the destination's lease. Returns whether the lane's queue must be read again: a
+    /// summary was stored (it goes first), or the lease was taken anew (another replica may
+    /// have sent part of what was read).
+    async fn summarise(&mut self) -> bool {
+        let taken = match self.lease.hold().await {
+            Hold::Held => false,
+            Hold::Taken => {
+                self.summaries = SummaryClock::Unknown;
+                true
+            }
+            // The holder sends them; asked again at the next turn of the loop.
+            Hold::Elsewhere => return false,
+        };
+        let held = match self.store.held_pings(&self.name).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "cannot read the held-back pings");
+                self.summaries = SummaryClock::At(now_ms() + POLL.as_millis() as i64);
+                return taken;
+            }
+        };
+        let now = now_ms();
+        let (due, clock) = pings::due(&held, now);
+        self.summaries = clock;
+        let loaded = self.live.get();
+        let Some(dest) = loaded.config.destinations.get(&self.name) else {
+            return taken;
+        };
+        let mut stored = taken;
+        for h in due {
+            let summary = pings::summary_delivery(dest, h);
+            let until = now.saturating_add(h.every_ms);
+            match self.store.queue_summary(&h.key, summary, until, now).await {
+                Ok(id) => {
+                    stored = true;
+                    tracing::info!(delivery = id.0, destination = %self.name, held = h.count, "pings were held back by mention_interval; summary queued");
+                }
+                Err(e) => {
+                    tracing::warn!(destination = %self.name, error = %e, "cannot store the summary of held-back pings; trying again shortly");
+                    self.summaries = SummaryClock::At(now + POLL.as_millis() as i64);
+                }
+            }
+        }
+        stored
+    }
+
     /// Whether `d` can be sent now, by the config in force at `now`.
     fn prepare(&self, d: &Delivery, now: i64) -> Prepared {
         let loaded = self.live.get();
@@ -494,7 +645,12 @@ impl Lane {
                 metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
                 metrics::counter!("printbell_messages_total", "destination" => self.name.clone(), "action" => "posted").increment(1);
                 metrics::histogram!("printbell_delivery_latency_seconds", "destination" => self.name.clone()).record(latency);
-                tracing::info!(delivery = d.id.0, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
+                if d.role == Role::Summary {
+                    metrics::counter!("printbell_pings_total", "destination" => self.name.clone(), "outcome" => "summarised").increment(1);
+                    tracing::info!(delivery = d.id.0, destination = %self.name, attempt, status, "summary of held-back pings delivered");
+                } else {
+                    tracing::info!(delivery = d.id.0, event = %d.event_id, generation = %d.generation_id, destination = %self.name, attempt, status, "delivered");
+                }
                 return Step::Sent;
             }
             Outcome::RateLimited {
@@ -664,6 +820,7 @@ mod tests {
             notify: Arc::default(),
             shutdown: trigger.subscribe(),
             pacers: Arc::default(),
+            summaries: SummaryClock::Unknown,
         };
         (lane, trigger, dir)
     }

@@ -14,6 +14,7 @@
 pub mod coalesce;
 mod lane;
 mod lease;
+mod pings;
 pub mod policy;
 
 use crate::loaded::Live;
@@ -110,6 +111,7 @@ impl Workers {
                 self.inner.owner.clone(),
                 self.inner.post_timeout,
             ),
+            summaries: pings::SummaryClock::Unknown,
         };
         let handle = tokio::spawn(lane.run());
         lanes.insert(destination.to_string(), (notify, handle));

@@ -39,6 +39,15 @@ impl Platform for Console {
         None
     }
 
+    fn notice_body(&self, _dest: &Destination, mention: &[Mention], text: &str) -> Value {
+        json!({
+            "event": "printbell",
+            "generation": "",
+            "title": text,
+            "mention": mention_names(mention),
+        })
+    }
+
     fn can_edit(&self, _dest: &Destination) -> bool {
         false
     }
@@ -101,18 +110,7 @@ fn body(msg: &Message<'_>) -> Value {
         .into_iter()
         .filter_map(|i| attachable_url(i.url.as_deref(), 3000))
         .collect();
-    let mention: Vec<String> = msg
-        .mention
-        .iter()
-        .map(|m| match m {
-            Mention::User(id) => format!("@user:{id}"),
-            Mention::Role(id) => format!("@role:{id}"),
-            Mention::Group(id) => format!("@group:{id}"),
-            Mention::Here => "@here".into(),
-            Mention::Channel => "@channel".into(),
-            Mention::Everyone => "@everyone".into(),
-        })
-        .collect();
+    let mention = mention_names(msg.mention);
     json!({
         "event": msg.event.type_name,
         "generation": msg.event.generation.id,
@@ -122,6 +120,11 @@ fn body(msg: &Message<'_>) -> Value {
         "images": images,
         "mention": mention,
     })
+}
+
+/// Mentions as the console shows them (`@user:1`): nobody is notified on stdout.
+fn mention_names(mention: &[Mention]) -> Vec<String> {
+    mention.iter().map(|m| format!("@{m}")).collect()
 }
 
 /// The block printed on stdout for a stored console body.

@@ -84,6 +84,11 @@ pub trait Platform: Send + Sync {
     /// edits a live message (an edit notifies nobody); `None` when there is no one to ping.
     fn ping_body(&self, msg: &Message<'_>) -> Option<Value>;
 
+    /// The body of a short message of printbell's own, not of an event (the summary of the
+    /// pings `mention_interval` held back): the mentions, then `text`, already escaped for
+    /// this platform.
+    fn notice_body(&self, dest: &Destination, mention: &[Mention], text: &str) -> Value;
+
     /// Whether the destination can edit its messages (`mode = "live"` is possible).
     fn can_edit(&self, dest: &Destination) -> bool;
 

@@ -4,6 +4,7 @@
 //! the Slack / Discord / console body around them, attach images and enforce every limit, so
 //! what leaves this module is final and is stored as is.
 
+pub mod summary;
 pub mod templates;
 pub mod text;
 
@@ -29,8 +30,34 @@ pub struct Rendered {
     /// Live mode, `print.failed` with mentions: the short separate message that pages them
     /// when the failure edits a message that already exists.
     pub ping_body: Option<Value>,
+    /// Set when the mentions in `body` (and `ping_body`) fall under a `mention_interval`: the
+    /// lane may send `quiet_body` instead, and the summary names the generation later.
+    pub holdable: Option<Holdable>,
     /// Template problems met while rendering (a custom template failed and the default was used).
     pub warnings: Vec<String>,
+}
+
+/// Mentions that `mention_interval` may hold back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holdable {
+    /// Who is pinged, as the config writes it (`role:1 user:2`): pings of the same people at
+    /// one destination share one interval.
+    pub key: String,
+    pub every: std::time::Duration,
+}
+
+impl Holdable {
+    fn of(target: &Target) -> Option<Holdable> {
+        let every = target.mention_interval?;
+        if target.mention.is_empty() {
+            return None;
+        }
+        let key: Vec<String> = target.mention.iter().map(|m| m.to_string()).collect();
+        Some(Holdable {
+            key: key.join(" "),
+            every,
+        })
+    }
 }
 
 /// What the platform renderers build a body from.
@@ -115,7 +142,15 @@ impl Renderer {
             mention: &target.mention,
         };
         let body = platform.body(&msg);
+        let holdable = Holdable::of(target);
         let (quiet_body, ping_body) = match destination.mode {
+            Mode::Each if holdable.is_some() => {
+                let quiet = Message {
+                    mention: &[],
+                    ..msg
+                };
+                (Some(platform.body(&quiet)), None)
+            }
             Mode::Each => (None, None),
             Mode::Live => {
                 let ping = (event.event_type == Some(EventType::Failed))
@@ -135,6 +170,7 @@ impl Renderer {
             body,
             quiet_body,
             ping_body,
+            holdable,
             warnings,
         })
     }

@@ -27,6 +27,15 @@ pub enum Escape {
 }
 
 impl Escape {
+    /// `text` (from event data) escaped for this flavour, as template output is.
+    pub fn apply(self, text: &str) -> String {
+        match self {
+            Escape::Slack => escape_slack(text),
+            Escape::Discord => escape_discord(text),
+            Escape::Plain => text.to_string(),
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             Escape::Slack => "slack",

@@ -9,7 +9,7 @@ use crate::domain::EventType;
 use crate::event;
 use crate::render::Rendered;
 use crate::routing;
-use crate::store::{now_ms, Accepted, NewDelivery, Role, StoreError};
+use crate::store::{now_ms, Accepted, NewDelivery, PingGuard, Role, StoreError};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
@@ -140,7 +140,18 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
     let mut deliveries = Vec::with_capacity(rendered.len());
     if let Some(event_type) = event.event_type {
         let (images_done, _) = event.generation.progress();
+        let label = event
+            .generation
+            .name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty());
+        let label = label.unwrap_or(&event.generation.id);
         for r in &rendered {
+            let guard = r.holdable.as_ref().map(|h| PingGuard {
+                key: h.key.clone(),
+                every_ms: i64::try_from(h.every.as_millis()).unwrap_or(i64::MAX),
+                label: label.to_string(),
+            });
             let delivery = |role, body: &serde_json::Value| NewDelivery {
                 event_type,
                 generation_id: event.generation.id.clone(),
@@ -151,6 +162,7 @@ pub async fn receive(req: &Request, body: Body, state: Data<&Arc<AppState>>) -> 
                 body: body.to_string(),
                 quiet_body: r.quiet_body.as_ref().map(|b| b.to_string()),
                 images_done,
+                guard: guard.clone(),
             };
             deliveries.push(delivery(Role::Message, &r.body));
             if let Some(ping) = &r.ping_body {

@@ -108,6 +108,9 @@ pub enum Role {
     /// Live mode: the separate short message that pages a failure's mentions, sent only when
     /// the failure edited a message that already existed.
     Ping,
+    /// `mention_interval`: the message that pings once for the pings held back in an
+    /// interval, naming their generations. Belongs to no event.
+    Summary,
 }
 
 impl Role {
@@ -115,15 +118,47 @@ impl Role {
         match self {
             Role::Message => "message",
             Role::Ping => "ping",
+            Role::Summary => "summary",
         }
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Message, Role::Ping]
+        [Role::Message, Role::Ping, Role::Summary]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
 }
+
+/// What a delivery that carries a route's mentions under a `mention_interval` needs, so the
+/// lane can hold its ping back and name it in the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingGuard {
+    /// Who is pinged, as the config writes it (`role:1 user:2`): pings of the same people at
+    /// one destination share one interval.
+    pub key: String,
+    /// The interval, in milliseconds.
+    pub every_ms: i64,
+    /// How a summary names the generation: its name, else its id.
+    pub label: String,
+}
+
+/// The pings held back at one destination for one key, waiting for their summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPings {
+    pub key: String,
+    /// When the interval ends: the summary is due then.
+    pub until: i64,
+    /// The interval, in milliseconds (the next one starts from the summary).
+    pub every_ms: i64,
+    pub count: u64,
+    /// The labels of the first [`SUMMARY_NAMES`] held back, oldest first.
+    pub labels: Vec<String>,
+    /// The event type of the first held back (the summary's, in `deliveries list`).
+    pub event_type: EventType,
+}
+
+/// How many held-back generations a summary names; the rest are "and N more".
+pub const SUMMARY_NAMES: usize = 10;
 
 /// A delivery to be stored: one rendered message for one destination.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +177,9 @@ pub struct NewDelivery {
     pub quiet_body: Option<String>,
     /// Images done when the event was sent: with the type, the state's rank.
     pub images_done: u64,
+    /// Set when `body` carries mentions that `mention_interval` may hold back (then
+    /// `quiet_body` is the body without them).
+    pub guard: Option<PingGuard>,
 }
 
 impl NewDelivery {
@@ -163,6 +201,7 @@ impl NewDelivery {
             body,
             quiet_body: None,
             images_done: 0,
+            guard: None,
         }
     }
 }
@@ -199,6 +238,7 @@ pub struct Delivery {
     pub images_done: u64,
     /// For a [`Role::Ping`]: the failure's message delivery.
     pub ping_for: Option<DeliveryId>,
+    pub guard: Option<PingGuard>,
 }
 
 impl Delivery {
@@ -442,6 +482,45 @@ pub trait Queue: Send + Sync + 'static {
     /// Gives up `owner`'s lease on `destination`, if it holds it, so another process can take
     /// the destination over at once instead of after the expiry.
     async fn release(&self, destination: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// `mention_interval`: until when pings of `key` at `destination` are held back, if an
+    /// interval was opened.
+    async fn ping_window(&self, destination: &str, key: &str) -> Result<Option<i64>, StoreError>;
+
+    /// A ping of `key` went out at `destination`: pings are held back until `until`.
+    async fn open_ping_window(
+        &self,
+        destination: &str,
+        key: &str,
+        until: i64,
+        every_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records, durably, that delivery `id` goes out without its ping (`guard.key` at
+    /// `destination`), for the summary. Recording the same delivery again changes nothing.
+    async fn hold_ping(
+        &self,
+        destination: &str,
+        id: DeliveryId,
+        event_type: EventType,
+        guard: &PingGuard,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Every key of `destination` with pings held back, due or not.
+    async fn held_pings(&self, destination: &str) -> Result<Vec<HeldPings>, StoreError>;
+
+    /// In one durable transaction: stores `summary` (a [`Role::Summary`]) at the head of its
+    /// lane, forgets the held-back pings of `key` it covers, and holds pings back until
+    /// `until` (the next interval starts from the summary).
+    async fn queue_summary(
+        &self,
+        key: &str,
+        summary: NewDelivery,
+        until: i64,
+        now: i64,
+    ) -> Result<DeliveryId, StoreError>;
 }
 
 /// Which backend holds the queue, and where: what `store.path` / `store.url` of the config (or

@@ -5,7 +5,9 @@
 //! turn them into [`Delivery`] and [`LiveMessage`], so a value this binary does not know is
 //! the same error, naming the row, whichever backend holds it.
 
-use super::{Delivery, DeliveryId, DeliveryState, LiveMessage, Role, StoreError};
+use super::{
+    Delivery, DeliveryId, DeliveryState, HeldPings, LiveMessage, PingGuard, Role, StoreError,
+};
 use crate::domain::{EventType, Kind, Mode};
 
 /// A `deliveries` row as stored.
@@ -32,12 +34,16 @@ pub(super) struct DeliveryRow {
     pub quiet_body: Option<String>,
     pub images_done: i64,
     pub ping_for: Option<i64>,
+    pub ping_key: Option<String>,
+    pub ping_every: Option<i64>,
+    pub label: Option<String>,
 }
 
 /// The columns of [`DeliveryRow`], in its field order, for `SELECT`s.
 pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, event_type, generation_id, destination, \
      kind, body, state, attempts, received_at, started_at, next_attempt_at, updated_at, \
-     last_status, last_error, message_id, mode, role, quiet_body, images_done, ping_for";
+     last_status, last_error, message_id, mode, role, quiet_body, images_done, ping_for, \
+     ping_key, ping_every, label";
 
 impl DeliveryRow {
     /// The row in the store API's types; a value this binary does not know is an error naming
@@ -82,6 +88,14 @@ impl DeliveryRow {
             quiet_body: self.quiet_body,
             images_done,
             ping_for: self.ping_for.map(DeliveryId),
+            guard: match (self.ping_key, self.ping_every) {
+                (Some(key), Some(every_ms)) => Some(PingGuard {
+                    key,
+                    every_ms,
+                    label: self.label.unwrap_or_default(),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -112,6 +126,36 @@ impl LiveRow {
             message_ref: self.message_ref,
             shown: shown_type.rank(self.shown_images.max(0) as u64),
             first_post,
+        })
+    }
+}
+
+/// One key's held-back pings as stored: its `ping_windows` row and its `held_pings` rows.
+#[derive(Debug)]
+pub(super) struct HeldRow {
+    pub key: String,
+    pub until: i64,
+    pub every_ms: i64,
+    pub count: i64,
+    pub labels: Vec<String>,
+    pub first: i64,
+    pub event_type: String,
+}
+
+impl HeldRow {
+    pub(super) fn parse(self) -> Result<HeldPings, StoreError> {
+        let event_type = EventType::parse(&self.event_type).ok_or(StoreError::BadRow {
+            id: DeliveryId(self.first),
+            column: "held ping's event type",
+            value: self.event_type.clone(),
+        })?;
+        Ok(HeldPings {
+            key: self.key,
+            until: self.until,
+            every_ms: self.every_ms,
+            count: self.count.max(0) as u64,
+            labels: self.labels,
+            event_type,
         })
     }
 }

@@ -289,6 +289,7 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
         body: r#"{"content":"<@1> failed"}"#.into(),
         quiet_body: Some(r#"{"content":"failed"}"#.into()),
         images_done: 2,
+        guard: None,
     };
     let ping = pstore::NewDelivery {
         role: Role::Ping,
@@ -438,9 +439,12 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
         s.mark_done(*id, 200, None, t).await.expect("done");
     }
 
+    // 3 more events, 4 more done deliveries.
+    check_ping_operations(&s, t).await;
+
     // Done deliveries go; superseded and event ids inside the dedupe window stay.
     let purged = s.purge(t + 100, true, t + 100).await.expect("purge");
-    assert_eq!((purged.deliveries, purged.events), (2 + 3, 0));
+    assert_eq!((purged.deliveries, purged.events), (2 + 3 + 4, 0));
     assert_eq!(
         s.accept("ev-1", vec![], t).await.expect("accept"),
         Accepted::Duplicate
@@ -450,7 +454,7 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
         .purge(t + week + 100, true, t + week + 100)
         .await
         .expect("purge");
-    assert_eq!(purged.events, 2 + 4);
+    assert_eq!(purged.events, 2 + 4 + 3);
 
     // Leases.
     let ttl = Duration::from_secs(30);
@@ -485,5 +489,101 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
     }
     for d in ["d", "e", "other"] {
         s.release(d, "b").await.expect("release");
+    }
+}
+
+/// `mention_interval`'s operations: guards stored with deliveries, intervals, held-back pings
+/// (recorded once however often), and the summary that takes the head of the lane.
+async fn check_ping_operations(s: &pstore::Store, t: i64) {
+    use pstore::{PingGuard, Role};
+    let guard = |label: &str| PingGuard {
+        key: "role:1 user:2".into(),
+        every_ms: 4_000,
+        label: label.into(),
+    };
+    let guarded = |g: &str| pstore::NewDelivery {
+        quiet_body: Some("{}".into()),
+        guard: Some(guard(&format!("name of {g}"))),
+        ..pstore::NewDelivery::each(EventType::Failed, g, "pings", Kind::Discord, "{}".into())
+    };
+    let mut ids = Vec::new();
+    for g in ["p1", "p2", "p3"] {
+        let Accepted::New(new) = s
+            .accept(&format!("ping-{g}"), vec![guarded(g)], t)
+            .await
+            .expect("accept")
+        else {
+            panic!("new");
+        };
+        ids.push(new[0]);
+    }
+    let heads = s.heads("pings", 10).await.expect("heads");
+    assert_eq!(heads[0].guard, Some(guard("name of p1")));
+    assert_eq!(
+        s.ping_window("pings", "role:1 user:2")
+            .await
+            .expect("window"),
+        None
+    );
+    s.open_ping_window("pings", "role:1 user:2", t + 4_000, 4_000, t)
+        .await
+        .expect("open");
+    assert_eq!(
+        s.ping_window("pings", "role:1 user:2")
+            .await
+            .expect("window"),
+        Some(t + 4_000)
+    );
+    assert_eq!(s.ping_window("pings", "here").await.expect("window"), None);
+    assert!(s.held_pings("pings").await.expect("held").is_empty());
+    for id in [ids[1], ids[2], ids[1]] {
+        let g = if id == ids[1] {
+            "name of p2"
+        } else {
+            "name of p3"
+        };
+        s.hold_ping("pings", id, EventType::Failed, &guard(g), t + 1)
+            .await
+            .expect("hold");
+    }
+    let held = s.held_pings("pings").await.expect("held");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(
+        (held[0].count, held[0].until, held[0].every_ms),
+        (2, t + 4_000, 4_000)
+    );
+    assert_eq!(held[0].labels, ["name of p2", "name of p3"]);
+    assert_eq!(held[0].event_type, EventType::Failed);
+
+    let summary = pstore::NewDelivery {
+        role: Role::Summary,
+        ..pstore::NewDelivery::each(
+            EventType::Failed,
+            "",
+            "pings",
+            Kind::Discord,
+            "{\"s\":1}".into(),
+        )
+    };
+    let id = s
+        .queue_summary("role:1 user:2", summary, t + 9_000, t + 5_000)
+        .await
+        .expect("summary");
+    let heads = s.heads("pings", 10).await.expect("heads");
+    assert_eq!(heads[0].id, id, "the summary goes first");
+    assert_eq!(
+        (heads[0].role, heads[0].body.as_str()),
+        (Role::Summary, "{\"s\":1}")
+    );
+    assert!(s.held_pings("pings").await.expect("held").is_empty());
+    assert_eq!(
+        s.ping_window("pings", "role:1 user:2")
+            .await
+            .expect("window"),
+        Some(t + 9_000),
+        "the next interval starts from the summary"
+    );
+    for d in heads {
+        s.mark_done(d.id, 200, None, t).await.expect("done");
     }
 }

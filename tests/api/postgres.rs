@@ -64,7 +64,7 @@ async fn every_queue_operation_behaves_alike_on_both_backends() {
     testkit::store::check_every_operation(&backend, true).await;
     assert_eq!(
         db.query("SELECT version FROM schema_version").await,
-        [Some("2".to_string())]
+        [Some("3".to_string())]
     );
 }
 
@@ -488,7 +488,7 @@ async fn two_replicas_starting_at_once_on_an_empty_database_both_come_up() {
     }
     assert_eq!(
         db.query("SELECT version FROM schema_version").await,
-        [Some("2".to_string())]
+        [Some("3".to_string())]
     );
     for path in [D1, D2] {
         wait_all_delivered(&mock, path, 2, WAIT).await;

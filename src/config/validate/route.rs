@@ -7,6 +7,7 @@ use crate::config::raw::RawRoute;
 use crate::config::{Destination, Mention, Route};
 use crate::domain::EventType;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 impl Validator<'_> {
     pub(super) fn route(
@@ -71,7 +72,7 @@ impl Validator<'_> {
             let Some(text) = self.expand(m, &format!("{label}.mention")) else {
                 continue;
             };
-            match parse_mention(text.trim()) {
+            match Mention::parse(text.trim()) {
                 Ok(parsed) => mention.push((parsed, m.span())),
                 Err(why) => self.p.at(Some(m.span()), format!("{label}: {why}")),
             }
@@ -88,10 +89,7 @@ impl Validator<'_> {
                         if let Some(why) = m.problem_on(d.kind) {
                             self.p.at(
                                 Some(span.clone()),
-                                format!(
-                                    "{label}: mention `{}` {why} (destination `{name}`)",
-                                    mention_text(m)
-                                ),
+                                format!("{label}: mention `{m}` {why} (destination `{name}`)"),
                             );
                         }
                     }
@@ -112,6 +110,7 @@ impl Validator<'_> {
                 }
             }
         }
+        let mention_interval = self.mention_interval(r, &label, mention.is_empty());
         let templates = self.templates(&r.templates, &format!("{label} templates"));
         Some(Route {
             number,
@@ -124,45 +123,39 @@ impl Validator<'_> {
             events,
             to,
             mention: mention.into_iter().map(|(m, _)| m).collect(),
+            mention_interval,
             templates,
         })
     }
-}
 
-/// A mention as written in `mention = [...]`: `user:ID`, `role:ID`, `group:ID`, `here`,
-/// `channel` or `everyone`. Whether the platform has it is [`Mention::problem_on`].
-fn parse_mention(s: &str) -> Result<Mention, String> {
-    let id_ok = |id: &str| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
-    let (kind, id) = match s.split_once(':') {
-        Some((k, id)) => (k, Some(id)),
-        None => (s, None),
-    };
-    match (kind, id) {
-        ("here", None) => Ok(Mention::Here),
-        ("channel", None) => Ok(Mention::Channel),
-        ("everyone", None) => Ok(Mention::Everyone),
-        ("user" | "role" | "group", Some(id)) if id_ok(id) => Ok(match kind {
-            "user" => Mention::User(id.to_string()),
-            "role" => Mention::Role(id.to_string()),
-            _ => Mention::Group(id.to_string()),
-        }),
-        ("user" | "role" | "group", _) => Err(format!(
-            "mention `{s}` needs an id of letters and digits, like `{kind}:123456789012345678`"
-        )),
-        _ => Err(format!(
-            "unknown mention `{s}`; expected user:ID, role:ID, group:ID, here, channel or everyone"
-        )),
-    }
-}
-
-/// A mention as it is written in the file, for messages.
-fn mention_text(m: &Mention) -> String {
-    match m {
-        Mention::User(id) => format!("user:{id}"),
-        Mention::Role(id) => format!("role:{id}"),
-        Mention::Group(id) => format!("group:{id}"),
-        Mention::Here => "here".into(),
-        Mention::Channel => "channel".into(),
-        Mention::Everyone => "everyone".into(),
+    /// `mention_interval`: a duration of at least a second, on a route that pings somebody.
+    fn mention_interval(
+        &mut self,
+        r: &RawRoute,
+        label: &str,
+        no_mention: bool,
+    ) -> Option<Duration> {
+        let raw = r.mention_interval.as_ref()?;
+        let key = format!("{label}.mention_interval");
+        let before = self.p.list.len();
+        let d = self.duration(&r.mention_interval, &key, Duration::ZERO);
+        if self.p.list.len() > before {
+            return None;
+        }
+        if d < Duration::from_secs(1) {
+            self.p.at(
+                Some(raw.span()),
+                format!("`{key}` must be at least 1s (it is the shortest time between two pings)"),
+            );
+            return None;
+        }
+        if no_mention {
+            self.p.at(
+                Some(raw.span()),
+                format!("{label} has `mention_interval` but no `mention`, so there is no ping to hold back; add `mention` or remove `mention_interval`"),
+            );
+            return None;
+        }
+        Some(d)
     }
 }

@@ -6,7 +6,7 @@
 //! mentions are added, so nothing from an event can notify anyone. Limits (Discord embed docs):
 //! content 2000, title 256, description 4096, field value 1024, footer 2048, 6000 in total.
 
-use crate::config::Mention;
+use crate::config::{Destination, Mention};
 use crate::domain::EventType;
 use crate::render::text::{char_len, escape_discord, truncate};
 use crate::render::{attachable_url, Message};
@@ -250,21 +250,29 @@ pub fn body(msg: &Message<'_>) -> Value {
 /// The separate message that pages the route's mentions when a failure edits a live message:
 /// the mentions and the title, with exactly those mentions allowed.
 pub fn ping(msg: &Message<'_>) -> Option<Value> {
-    let (content, allowed_mentions) = mentions(msg.mention);
-    if content.is_empty() {
+    if msg.mention.is_empty() {
         return None;
     }
+    Some(notice(msg.destination, msg.mention, &title(msg)))
+}
+
+/// A short message of mentions and `text` (escaped), e.g. a ping or a summary of held-back
+/// pings: `content` only, and exactly those mentions allowed.
+pub fn notice(dest: &Destination, mention: &[Mention], text: &str) -> Value {
+    let (content, allowed_mentions) = mentions(mention);
+    let content = if content.is_empty() {
+        text.to_string()
+    } else {
+        format!("{content} {text}")
+    };
     let mut out = Map::new();
-    out.insert(
-        "content".into(),
-        json!(truncate(&format!("{content} {}", title(msg)), CONTENT_MAX)),
-    );
-    if let Some(u) = &msg.destination.username {
+    out.insert("content".into(), json!(truncate(&content, CONTENT_MAX)));
+    if let Some(u) = &dest.username {
         out.insert("username".into(), json!(u));
     }
-    if let Some(a) = &msg.destination.avatar_url {
+    if let Some(a) = &dest.avatar_url {
         out.insert("avatar_url".into(), json!(a));
     }
     out.insert("allowed_mentions".into(), allowed_mentions);
-    Some(Value::Object(out))
+    Value::Object(out)
 }

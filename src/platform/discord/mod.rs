@@ -97,6 +97,10 @@ impl Platform for Discord {
         body::ping(msg)
     }
 
+    fn notice_body(&self, dest: &Destination, mention: &[Mention], text: &str) -> Value {
+        body::notice(dest, mention, text)
+    }
+
     fn can_edit(&self, dest: &Destination) -> bool {
         dest.url.is_some()
     }

@@ -128,11 +128,20 @@ pub fn body(msg: &Message<'_>) -> Value {
 
 /// The thread reply that pages the route's mentions when a failure edits a live message.
 pub fn ping(msg: &Message<'_>) -> Option<Value> {
-    let mentions = mentions(msg);
-    if mentions.is_empty() {
+    if mentions(msg).is_empty() {
         return None;
     }
-    Some(json!({
-        "text": truncate_slack(&format!("{} {}", mentions.join(" "), title(msg)), FALLBACK_MAX),
-    }))
+    Some(notice(msg.mention, &title(msg)))
+}
+
+/// A short message of mentions and `text` (escaped), e.g. a ping or a summary of held-back
+/// pings: `text` only.
+pub fn notice(mention: &[Mention], text: &str) -> Value {
+    let mut parts: Vec<String> = mention
+        .iter()
+        .map(mention_text)
+        .filter(|m| !m.is_empty())
+        .collect();
+    parts.push(text.to_string());
+    json!({ "text": truncate_slack(&parts.join(" "), FALLBACK_MAX) })
 }

@@ -57,6 +57,10 @@ impl Platform for Slack {
         body::ping(msg)
     }
 
+    fn notice_body(&self, _dest: &Destination, mention: &[Mention], text: &str) -> Value {
+        body::notice(mention, text)
+    }
+
     fn can_edit(&self, dest: &Destination) -> bool {
         dest.slack_api.is_some()
     }

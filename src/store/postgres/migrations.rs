@@ -34,6 +34,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "leases: one sending replica per destination",
         sql: LEASES_2,
     },
+    Migration {
+        what: "mention_interval: the summary role, each delivery's ping guard, ping_windows and held_pings",
+        sql: PINGS_3,
+    },
 ];
 
 /// The advisory lock key migrations hold (any constant; advisory locks are per database).
@@ -99,6 +103,35 @@ CREATE TABLE leases (
     owner TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+";
+
+/// `mention_interval` (alert storms), as SQLite's version 3: a delivery's ping guard (who it
+/// pings, the interval in ms, how a summary names its generation), the `summary` role, and
+/// the intervals and held-back pings per destination and key.
+const PINGS_3: &str = "
+ALTER TABLE deliveries ADD COLUMN ping_key TEXT;
+ALTER TABLE deliveries ADD COLUMN ping_every BIGINT;
+ALTER TABLE deliveries ADD COLUMN label TEXT;
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_role_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_role_check
+    CHECK (role IN ('message', 'ping', 'summary'));
+CREATE TABLE ping_windows (
+    destination TEXT NOT NULL,
+    ping_key TEXT NOT NULL,
+    open_until BIGINT NOT NULL,
+    every_ms BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (destination, ping_key)
+);
+CREATE TABLE held_pings (
+    delivery_id BIGINT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    ping_key TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    label TEXT NOT NULL,
+    held_at BIGINT NOT NULL
+);
+CREATE INDEX held_pings_key ON held_pings (destination, ping_key, delivery_id);
 ";
 
 /// A migration that failed; the database stays at the version before it.

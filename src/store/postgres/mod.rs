@@ -23,11 +23,12 @@ mod url;
 
 pub use url::PostgresUrl;
 
-use super::row::{parse_all, DeliveryRow, LiveRow};
+use super::row::{parse_all, DeliveryRow, HeldRow, LiveRow};
 use super::{
-    Accepted, Delivery, DeliveryId, Filter, LiveMessage, NewDelivery, Purged, Queue, QueueDepth,
-    Reschedule, StoreError,
+    Accepted, Delivery, DeliveryId, Filter, HeldPings, LiveMessage, NewDelivery, PingGuard, Purged,
+    Queue, QueueDepth, Reschedule, StoreError,
 };
+use crate::domain::EventType;
 use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
@@ -430,6 +431,69 @@ impl Queue for PostgresQueue {
         timed(
             OP,
             queries::forget_message(&c, destination, generation_id, now),
+        )
+        .await
+    }
+
+    async fn ping_window(&self, destination: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        const OP: &str = "read a ping interval";
+        let c = self.client(OP, Patience::Wait).await?;
+        timed(OP, queries::ping_window(&c, destination, key)).await
+    }
+
+    async fn open_ping_window(
+        &self,
+        destination: &str,
+        key: &str,
+        until: i64,
+        every_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "start a ping interval";
+        let c = self.client(OP, Patience::Wait).await?;
+        timed(
+            OP,
+            queries::open_ping_window(&c, destination, key, until, every_ms, now),
+        )
+        .await
+    }
+
+    async fn hold_ping(
+        &self,
+        destination: &str,
+        id: DeliveryId,
+        event_type: EventType,
+        guard: &PingGuard,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "hold a ping back";
+        let c = self.client(OP, Patience::Wait).await?;
+        timed(
+            OP,
+            queries::hold_ping(&c, destination, id, event_type, guard, now),
+        )
+        .await
+    }
+
+    async fn held_pings(&self, destination: &str) -> Result<Vec<HeldPings>, StoreError> {
+        const OP: &str = "read the held-back pings";
+        let c = self.client(OP, Patience::Wait).await?;
+        let rows = timed(OP, queries::held_pings(&c, destination)).await?;
+        rows.into_iter().map(HeldRow::parse).collect()
+    }
+
+    async fn queue_summary(
+        &self,
+        key: &str,
+        summary: NewDelivery,
+        until: i64,
+        now: i64,
+    ) -> Result<DeliveryId, StoreError> {
+        const OP: &str = "store a ping summary";
+        let mut c = self.client(OP, Patience::Wait).await?;
+        timed(
+            OP,
+            queries::queue_summary(&mut c, key, &summary, until, now),
         )
         .await
     }

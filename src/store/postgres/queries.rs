@@ -4,13 +4,13 @@
 //! The storage conventions are every backend's (`store::row`). Columns are read with
 //! `try_get`, so a column of an unexpected type is an error, not a panic.
 
-use super::super::row::{DeliveryRow, LiveRow, DELIVERY_COLUMNS};
+use super::super::row::{DeliveryRow, HeldRow, LiveRow, DELIVERY_COLUMNS};
 use super::super::{
-    Accepted, DeliveryId, DeliveryState, Filter, NewDelivery, Purged, QueueDepth, Reschedule, Role,
-    DEDUPE_WINDOW_MS,
+    Accepted, DeliveryId, DeliveryState, Filter, NewDelivery, PingGuard, Purged, QueueDepth,
+    Reschedule, Role, DEDUPE_WINDOW_MS, SUMMARY_NAMES,
 };
 use super::PgError;
-use crate::domain::Mode;
+use crate::domain::{EventType, Mode};
 use deadpool_postgres::{GenericClient, Object};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -43,6 +43,9 @@ fn delivery_row(r: &Row) -> Result<DeliveryRow, PgError> {
         quiet_body: r.try_get(18)?,
         images_done: r.try_get(19)?,
         ping_for: r.try_get(20)?,
+        ping_key: r.try_get(21)?,
+        ping_every: r.try_get(22)?,
+        label: r.try_get(23)?,
     })
 }
 
@@ -159,6 +162,7 @@ pub(super) async fn accept(
                     None
                 }
                 Role::Ping => last_message,
+                Role::Summary => None,
             };
             let key = (d.destination.clone(), d.generation_id.clone());
             let slot = match d.mode {
@@ -176,14 +180,15 @@ pub(super) async fn accept(
             .prepare_cached(
                 "INSERT INTO deliveries (id, event_id, event_type, generation_id, destination, kind, \
                  body, state, attempts, received_at, started_at, next_attempt_at, updated_at, mode, \
-                 role, quiet_body, images_done, ping_for, slot) \
+                 role, quiet_body, images_done, ping_for, slot, ping_key, ping_every, label) \
                  SELECT id, event_id, event_type, generation_id, destination, kind, body, 'pending', \
                  0, received_at, 0, received_at, received_at, mode, role, quiet_body, images_done, \
-                 ping_for, slot FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
-                 $11::text[], $12::bigint[], $13::bigint[], $14::bigint[]) AS u(id, event_id, \
+                 ping_for, slot, ping_key, ping_every, label FROM unnest($1::bigint[], $2::text[], \
+                 $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], \
+                 $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], \
+                 $15::text[], $16::bigint[], $17::text[]) AS u(id, event_id, \
                  event_type, generation_id, destination, kind, body, received_at, mode, role, \
-                 quiet_body, images_done, ping_for, slot)",
+                 quiet_body, images_done, ping_for, slot, ping_key, ping_every, label)",
             )
             .await?;
         let c = &rows;
@@ -204,6 +209,9 @@ pub(super) async fn accept(
                 &c.images_done,
                 &c.ping_for,
                 &c.slot,
+                &c.ping_key,
+                &c.ping_every,
+                &c.label,
             ],
         )
         .await?;
@@ -229,6 +237,9 @@ struct Columns<'a> {
     images_done: Vec<i64>,
     ping_for: Vec<Option<i64>>,
     slot: Vec<Option<i64>>,
+    ping_key: Vec<Option<&'a str>>,
+    ping_every: Vec<Option<i64>>,
+    label: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -255,6 +266,10 @@ impl<'a> Columns<'a> {
             .push(i64::try_from(d.images_done).unwrap_or(i64::MAX));
         self.ping_for.push(ping_for);
         self.slot.push(slot);
+        let guard = d.guard.as_ref();
+        self.ping_key.push(guard.map(|g| g.key.as_str()));
+        self.ping_every.push(guard.map(|g| g.every_ms));
+        self.label.push(guard.map(|g| g.label.as_str()));
     }
 }
 
@@ -473,6 +488,13 @@ pub(super) async fn purge(
         &[&before],
     )
     .await?;
+    // An interval that ended long ago with nothing held back has nothing left to say.
+    tx.execute(
+        "DELETE FROM ping_windows w WHERE open_until < $1 AND NOT EXISTS (SELECT 1 FROM held_pings h \
+         WHERE h.destination = w.destination AND h.ping_key = w.ping_key)",
+        &[&before],
+    )
+    .await?;
     tx.commit().await?;
     Ok(Purged {
         deliveries: d,
@@ -635,4 +657,152 @@ pub(super) async fn release(c: &Object, destination: &str, owner: &str) -> Resul
         .await?;
     c.execute(&stmt, &[&destination, &owner]).await?;
     Ok(())
+}
+
+pub(super) async fn ping_window(
+    c: &Object,
+    destination: &str,
+    key: &str,
+) -> Result<Option<i64>, PgError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT open_until FROM ping_windows WHERE destination = $1 AND ping_key = $2",
+        )
+        .await?;
+    c.query_opt(&stmt, &[&destination, &key])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
+pub(super) async fn open_ping_window(
+    c: &Object,
+    destination: &str,
+    key: &str,
+    until: i64,
+    every_ms: i64,
+    now: i64,
+) -> Result<(), PgError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO ping_windows (destination, ping_key, open_until, every_ms, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (destination, ping_key) DO UPDATE SET \
+             open_until = EXCLUDED.open_until, every_ms = EXCLUDED.every_ms, \
+             updated_at = EXCLUDED.updated_at",
+        )
+        .await?;
+    c.execute(&stmt, &[&destination, &key, &until, &every_ms, &now])
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn hold_ping(
+    c: &Object,
+    destination: &str,
+    id: DeliveryId,
+    event_type: EventType,
+    guard: &PingGuard,
+    now: i64,
+) -> Result<(), PgError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO held_pings (delivery_id, destination, ping_key, event_type, label, held_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .await?;
+    c.execute(
+        &stmt,
+        &[
+            &id.0,
+            &destination,
+            &guard.key,
+            &event_type.as_str(),
+            &guard.label,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn held_pings(c: &Object, destination: &str) -> Result<Vec<HeldRow>, PgError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT w.ping_key, w.open_until, w.every_ms, COUNT(*), MIN(h.delivery_id), \
+             (array_agg(h.label ORDER BY h.delivery_id))[1:$2], \
+             (array_agg(h.event_type ORDER BY h.delivery_id))[1] \
+             FROM ping_windows w JOIN held_pings h \
+             ON h.destination = w.destination AND h.ping_key = w.ping_key \
+             WHERE w.destination = $1 GROUP BY w.ping_key, w.open_until, w.every_ms",
+        )
+        .await?;
+    let rows = c
+        .query(&stmt, &[&destination, &(SUMMARY_NAMES as i32)])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HeldRow {
+                key: r.try_get(0)?,
+                until: r.try_get(1)?,
+                every_ms: r.try_get(2)?,
+                count: r.try_get(3)?,
+                first: r.try_get(4)?,
+                labels: r.try_get(5)?,
+                event_type: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Stores a summary at the head of its lane (slot 0 sorts before every delivery), forgets the
+/// pings it covers and starts the next interval, in one transaction. Its id is taken under
+/// the accept lock like every delivery id (ids stay in commit order).
+pub(super) async fn queue_summary(
+    c: &mut Object,
+    key: &str,
+    summary: &NewDelivery,
+    until: i64,
+    now: i64,
+) -> Result<DeliveryId, PgError> {
+    let tx = c.transaction().await?;
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    tx.execute(&lock, &[&ACCEPT_LOCK]).await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, \
+             state, attempts, received_at, started_at, next_attempt_at, updated_at, mode, role, \
+             slot, ping_key) VALUES ($1, $2, '', $3, $4, $5, 'pending', 0, $6, 0, $6, $6, 'each', \
+             'summary', 0, $7) RETURNING id",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &insert,
+            &[
+                &format!("summary-{now}"),
+                &summary.event_type.as_str(),
+                &summary.destination,
+                &summary.kind.as_str(),
+                &summary.body,
+                &now,
+                &key,
+            ],
+        )
+        .await?;
+    let id: i64 = row.try_get(0)?;
+    tx.execute(
+        "DELETE FROM held_pings WHERE destination = $1 AND ping_key = $2",
+        &[&summary.destination, &key],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE ping_windows SET open_until = $3, updated_at = $4 \
+         WHERE destination = $1 AND ping_key = $2",
+        &[&summary.destination, &key, &until, &now],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(DeliveryId(id))
 }

@@ -34,6 +34,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         what: "live messages: delivery mode, role and rank, the superseded state, live_messages",
         sql: LIVE_2,
     },
+    Migration {
+        what: "mention_interval: the summary role, each delivery's ping guard, ping_windows and held_pings",
+        sql: PINGS_3,
+    },
 ];
 
 /// The first schema, as printbell created it before versioning. `generation_id` lets a later
@@ -121,6 +125,70 @@ CREATE TABLE live_messages (
     PRIMARY KEY (destination, generation_id)
 ) WITHOUT ROWID;
 CREATE INDEX live_messages_updated ON live_messages(updated_at);
+";
+
+/// `mention_interval` (alert storms): a delivery carrying mentions under an interval records
+/// who it pings (`ping_key`), the interval (`ping_every`, ms) and how a summary names its
+/// generation (`label`); `summary` is a new role, so the table is rebuilt. `ping_windows`: per
+/// destination and key, until when pings are held back; `held_pings`: the deliveries that went
+/// out without their ping, until a summary names them.
+const PINGS_3: &str = "
+CREATE TABLE deliveries_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    generation_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    message_id TEXT,
+    mode TEXT NOT NULL DEFAULT 'each' CHECK (mode IN ('each', 'live')),
+    role TEXT NOT NULL DEFAULT 'message' CHECK (role IN ('message', 'ping', 'summary')),
+    quiet_body TEXT,
+    images_done INTEGER NOT NULL DEFAULT 0,
+    ping_for INTEGER,
+    slot INTEGER,
+    ping_key TEXT,
+    ping_every INTEGER,
+    label TEXT
+);
+INSERT INTO deliveries_v3 (id, event_id, event_type, generation_id, destination, kind, body, state,
+    attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error,
+    message_id, mode, role, quiet_body, images_done, ping_for, slot)
+SELECT id, event_id, event_type, generation_id, destination, kind, body, state,
+    attempts, received_at, started_at, next_attempt_at, updated_at, last_status, last_error,
+    message_id, mode, role, quiet_body, images_done, ping_for, slot
+FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v3 RENAME TO deliveries;
+CREATE INDEX deliveries_lane ON deliveries(destination, state, COALESCE(slot, id), id);
+CREATE INDEX deliveries_state ON deliveries(state, updated_at);
+CREATE INDEX deliveries_generation ON deliveries(destination, generation_id, state);
+CREATE TABLE ping_windows (
+    destination TEXT NOT NULL,
+    ping_key TEXT NOT NULL,
+    open_until INTEGER NOT NULL,
+    every_ms INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (destination, ping_key)
+) WITHOUT ROWID;
+CREATE TABLE held_pings (
+    delivery_id INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    ping_key TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    label TEXT NOT NULL,
+    held_at INTEGER NOT NULL
+);
+CREATE INDEX held_pings_key ON held_pings(destination, ping_key, delivery_id);
 ";
 
 /// A migration that failed; the store stays at the version before it.

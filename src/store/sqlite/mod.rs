@@ -18,11 +18,12 @@
 mod migrations;
 mod queries;
 
-use super::row::{parse_all as parse, DeliveryRow, LiveRow};
+use super::row::{parse_all as parse, DeliveryRow, HeldRow, LiveRow};
 use super::{
-    Accepted, Delivery, DeliveryId, Filter, LiveMessage, NewDelivery, Purged, Queue, QueueDepth,
-    Reschedule, StoreError,
+    Accepted, Delivery, DeliveryId, Filter, HeldPings, LiveMessage, NewDelivery, PingGuard, Purged,
+    Queue, QueueDepth, Reschedule, StoreError,
 };
+use crate::domain::EventType;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use std::path::Path;
@@ -425,6 +426,83 @@ impl Queue for SqliteQueue {
             Durability::Full,
             Patience::Wait,
             move |c| queries::forget_message(c, &destination, &generation_id, now),
+        )
+        .await
+    }
+
+    async fn ping_window(&self, destination: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        let (destination, key) = (destination.to_string(), key.to_string());
+        self.run(
+            "read a ping interval",
+            Durability::Relaxed,
+            Patience::Wait,
+            move |c| queries::ping_window(c, &destination, &key),
+        )
+        .await
+    }
+
+    async fn open_ping_window(
+        &self,
+        destination: &str,
+        key: &str,
+        until: i64,
+        every_ms: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (destination, key) = (destination.to_string(), key.to_string());
+        self.run(
+            "start a ping interval",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::open_ping_window(c, &destination, &key, until, every_ms, now),
+        )
+        .await
+    }
+
+    async fn hold_ping(
+        &self,
+        destination: &str,
+        id: DeliveryId,
+        event_type: EventType,
+        guard: &PingGuard,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (destination, guard) = (destination.to_string(), guard.clone());
+        self.run(
+            "hold a ping back",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::hold_ping(c, &destination, id, event_type, &guard, now),
+        )
+        .await
+    }
+
+    async fn held_pings(&self, destination: &str) -> Result<Vec<HeldPings>, StoreError> {
+        let destination = destination.to_string();
+        let rows = self
+            .run(
+                "read the held-back pings",
+                Durability::Relaxed,
+                Patience::Wait,
+                move |c| queries::held_pings(c, &destination),
+            )
+            .await?;
+        rows.into_iter().map(HeldRow::parse).collect()
+    }
+
+    async fn queue_summary(
+        &self,
+        key: &str,
+        summary: NewDelivery,
+        until: i64,
+        now: i64,
+    ) -> Result<DeliveryId, StoreError> {
+        let key = key.to_string();
+        self.run(
+            "store a ping summary",
+            Durability::Full,
+            Patience::Wait,
+            move |c| queries::queue_summary(c, &key, &summary, until, now),
         )
         .await
     }

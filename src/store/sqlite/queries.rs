@@ -6,11 +6,12 @@
 //! kinds are stored as their names; `started_at` is 0 before the first attempt of a series (the
 //! column is `NOT NULL` since migration 1).
 
-use super::super::row::{DeliveryRow as Row, LiveRow, DELIVERY_COLUMNS as COLUMNS};
+use super::super::row::{DeliveryRow as Row, HeldRow, LiveRow, DELIVERY_COLUMNS as COLUMNS};
 use super::super::{
-    Accepted, DeliveryId, DeliveryState, Filter, NewDelivery, Purged, QueueDepth, Reschedule, Role,
-    DEDUPE_WINDOW_MS,
+    Accepted, DeliveryId, DeliveryState, Filter, NewDelivery, PingGuard, Purged, QueueDepth,
+    Reschedule, Role, DEDUPE_WINDOW_MS, SUMMARY_NAMES,
 };
+use crate::domain::EventType;
 use rusqlite::{params, Connection};
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -36,6 +37,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         quiet_body: r.get(18)?,
         images_done: r.get(19)?,
         ping_for: r.get(20)?,
+        ping_key: r.get(21)?,
+        ping_every: r.get(22)?,
+        label: r.get(23)?,
     })
 }
 
@@ -55,16 +59,17 @@ pub(super) fn accept(
     let mut stmt = conn.prepare_cached(
         "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
          attempts, received_at, started_at, next_attempt_at, updated_at, mode, role, quiet_body, \
-         images_done, ping_for, slot) \
+         images_done, ping_for, slot, ping_key, ping_every, label) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, 0, ?7, ?7, ?8, ?9, ?10, ?11, ?12, \
-         CASE WHEN ?8 = 'live' THEN (SELECT MIN(id) FROM deliveries WHERE destination = ?4 AND generation_id = ?3) END)",
+         CASE WHEN ?8 = 'live' THEN (SELECT MIN(id) FROM deliveries WHERE destination = ?4 AND generation_id = ?3) END, \
+         ?13, ?14, ?15)",
     )?;
     let mut ids = Vec::with_capacity(deliveries.len());
     // The message delivery a ping belongs to: the one stored just before it.
     let mut last_message: Option<i64> = None;
     for d in deliveries {
         let ping_for = match d.role {
-            Role::Message => None,
+            Role::Message | Role::Summary => None,
             Role::Ping => last_message,
         };
         stmt.execute(params![
@@ -80,6 +85,9 @@ pub(super) fn accept(
             d.quiet_body,
             d.images_done as i64,
             ping_for,
+            d.guard.as_ref().map(|g| &g.key),
+            d.guard.as_ref().map(|g| g.every_ms),
+            d.guard.as_ref().map(|g| &g.label),
         ])?;
         let id = conn.last_insert_rowid();
         if d.role == Role::Message {
@@ -264,6 +272,12 @@ pub(super) fn purge(
         "DELETE FROM live_messages WHERE updated_at < ?1",
         params![before],
     )?;
+    // An interval that ended long ago with nothing held back has nothing left to say.
+    conn.execute(
+        "DELETE FROM ping_windows WHERE open_until < ?1 AND NOT EXISTS (SELECT 1 FROM held_pings h \
+         WHERE h.destination = ping_windows.destination AND h.ping_key = ping_windows.ping_key)",
+        params![before],
+    )?;
     Ok(Purged {
         deliveries: d as u64,
         events: e as u64,
@@ -368,4 +382,125 @@ pub(super) fn forget_message(
     )?
     .execute(params![destination, generation_id, now])?;
     Ok(())
+}
+
+pub(super) fn ping_window(
+    conn: &Connection,
+    destination: &str,
+    key: &str,
+) -> rusqlite::Result<Option<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT open_until FROM ping_windows WHERE destination = ?1 AND ping_key = ?2",
+    )?;
+    let mut rows = stmt.query_map(params![destination, key], |r| r.get(0))?;
+    rows.next().transpose()
+}
+
+pub(super) fn open_ping_window(
+    conn: &Connection,
+    destination: &str,
+    key: &str,
+    until: i64,
+    every_ms: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO ping_windows (destination, ping_key, open_until, every_ms, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (destination, ping_key) DO UPDATE SET \
+         open_until = excluded.open_until, every_ms = excluded.every_ms, updated_at = excluded.updated_at",
+    )?
+    .execute(params![destination, key, until, every_ms, now])?;
+    Ok(())
+}
+
+pub(super) fn hold_ping(
+    conn: &Connection,
+    destination: &str,
+    id: DeliveryId,
+    event_type: EventType,
+    guard: &PingGuard,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO held_pings (delivery_id, destination, ping_key, event_type, label, held_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id.0,
+        destination,
+        guard.key,
+        event_type.as_str(),
+        guard.label,
+        now
+    ])?;
+    Ok(())
+}
+
+pub(super) fn held_pings(conn: &Connection, destination: &str) -> rusqlite::Result<Vec<HeldRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT w.ping_key, w.open_until, w.every_ms, COUNT(*), MIN(h.delivery_id) \
+         FROM ping_windows w JOIN held_pings h ON h.destination = w.destination AND h.ping_key = w.ping_key \
+         WHERE w.destination = ?1 GROUP BY w.ping_key, w.open_until, w.every_ms",
+    )?;
+    let keys = stmt
+        .query_map(params![destination], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(String, i64, i64, i64, i64)>>>()?;
+    let mut labels = conn.prepare_cached(
+        "SELECT label, event_type FROM held_pings WHERE destination = ?1 AND ping_key = ?2 \
+         ORDER BY delivery_id LIMIT ?3",
+    )?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, until, every_ms, count, first) in keys {
+        let rows = labels
+            .query_map(params![destination, key, SUMMARY_NAMES as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let event_type = rows.first().map(|r| r.1.clone()).unwrap_or_default();
+        out.push(HeldRow {
+            key,
+            until,
+            every_ms,
+            count,
+            labels: rows.into_iter().map(|r| r.0).collect(),
+            first,
+            event_type,
+        });
+    }
+    Ok(out)
+}
+
+/// Stores a summary at the head of its lane (slot 0 sorts before every delivery), forgets the
+/// pings it covers and starts the next interval.
+pub(super) fn queue_summary(
+    conn: &Connection,
+    key: &str,
+    summary: &NewDelivery,
+    until: i64,
+    now: i64,
+) -> rusqlite::Result<DeliveryId> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, event_type, generation_id, destination, kind, body, state, \
+         attempts, received_at, started_at, next_attempt_at, updated_at, mode, role, slot, ping_key) \
+         VALUES (?1, ?2, '', ?3, ?4, ?5, 'pending', 0, ?6, 0, ?6, ?6, 'each', 'summary', 0, ?7)",
+    )?
+    .execute(params![
+        format!("summary-{now}"),
+        summary.event_type.as_str(),
+        summary.destination,
+        summary.kind.as_str(),
+        summary.body,
+        now,
+        key
+    ])?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached("DELETE FROM held_pings WHERE destination = ?1 AND ping_key = ?2")?
+        .execute(params![summary.destination, key])?;
+    conn.prepare_cached(
+        "UPDATE ping_windows SET open_until = ?3, updated_at = ?4 WHERE destination = ?1 AND ping_key = ?2",
+    )?
+    .execute(params![summary.destination, key, until, now])?;
+    Ok(DeliveryId(id))
 }
