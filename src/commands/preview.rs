@@ -90,6 +90,32 @@ pub fn run(config: &Path, event_arg: &str, links: bool, out: &mut dyn Write) -> 
                 .map_err(io)?;
             }
         }
+        if let (Some(hold), Some(quiet)) = (&r.holdable, &r.quiet_body) {
+            let every = humantime::format_duration(hold.every);
+            writeln!(
+                out,
+                "-- {}: {} pings at most once per {every} (mention_interval of {}); within an interval this message goes without mentions: --\n{}",
+                r.destination,
+                hold.key,
+                loaded.config.routes.get(t.route).map(|r| r.label()).unwrap_or_default(),
+                pretty(&wire(&Action::Post, quiet)?)?
+            )
+            .map_err(io)?;
+            let mention: Vec<_> = t.mention.clone();
+            let example = [ev
+                .generation
+                .name
+                .clone()
+                .unwrap_or_else(|| ev.generation.id.clone())];
+            let summary = crate::render::summary::body(dest, &mention, 1, &example, hold.every);
+            writeln!(
+                out,
+                "-- {}: and when the interval ends, one summary pings for those held back, e.g.: --\n{}",
+                r.destination,
+                pretty(&wire(&Action::Post, &summary)?)?
+            )
+            .map_err(io)?;
+        }
         for w in &r.warnings {
             writeln!(out, "warning: {w}").map_err(io)?;
         }

@@ -511,6 +511,53 @@ mention = ["user:U123", "here"]
 }
 
 #[test]
+fn check_validates_mention_interval() {
+    let cfg = Cfg::new(
+        r#"[destinations.d]
+kind = "discord"
+url = "https://discord.com/api/webhooks/1/abc"
+
+[[routes]]
+to = ["d"]
+mention = ["role:123456789012345678"]
+mention_interval = "soon"
+
+[[routes]]
+to = ["d"]
+mention = ["role:123456789012345678"]
+mention_interval = "500ms"
+
+[[routes]]
+to = ["d"]
+mention_interval = "5m"
+
+[[routes]]
+to = ["d"]
+mention = ["role:123456789012345678"]
+mention_interval = "5m"
+"#,
+    );
+    let (code, _, err) = cli(&["check", "--config", cfg.p()], &[]);
+    assert_eq!(code, 1, "{err}");
+    let all = problems(&err, &cfg.path);
+    let p = problem(
+        &all,
+        &["route 1.mention_interval", "\"soon\" is not a duration"],
+        &err,
+    );
+    assert_eq!(p.line, cfg.line_of("\"soon\""));
+    let p = problem(&all, &["route 2.mention_interval", "at least 1s"], &err);
+    assert_eq!(p.line, cfg.line_of("\"500ms\""));
+    let p = problem(
+        &all,
+        &["route 3 has `mention_interval` but no `mention`"],
+        &err,
+    );
+    assert_eq!(p.line, cfg.line_of("mention_interval = \"5m\""));
+    assert_eq!(all.len(), 3, "route 4 is valid: {err}");
+}
+
+#[test]
 fn check_reports_a_toml_syntax_error_at_its_line() {
     let cfg = Cfg::new("[server]\nlisten = \"127.0.0.1:8080\"\nsecret = \"unterminated\n");
     let (code, _, err) = cli(&["check", "--config", cfg.p()], &[]);

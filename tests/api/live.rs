@@ -629,7 +629,7 @@ async fn discord_an_edit_answered_429_waits_and_sends_only_the_newest_state() {
 // a deleted message; pings
 // ---------------------------------------------------------------------------------------------
 
-async fn scrape(svc: &Service) -> String {
+pub(crate) async fn scrape(svc: &Service) -> String {
     svc.http
         .get(format!("{}/metrics", svc.base))
         .send()
@@ -641,7 +641,7 @@ async fn scrape(svc: &Service) -> String {
 }
 
 /// The value of one sample of a Prometheus text exposition (0 if absent).
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| {

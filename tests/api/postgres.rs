@@ -42,6 +42,7 @@ on_postgres! {
     quick_events_arrive_in_order_on_postgres => crate::delivery::in_order;
     a_live_message_is_edited_to_completed_on_postgres => crate::live::one_message_edited_to_completed;
     a_live_failure_edits_and_pings_on_postgres => crate::live::failure_edits_and_pings;
+    six_failures_in_one_interval_page_twice_on_postgres => crate::storms::six_failures_page_twice;
 }
 
 fn store(db: &Database) -> TestStore {
