@@ -27,6 +27,8 @@ pub struct Running {
     pub workers: Workers,
     shutdown: Trigger,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Dropped last, after the workers stopped: no other `serve` on this store before then.
+    lock: store::ServeLock,
 }
 
 async fn bind(
@@ -52,6 +54,8 @@ async fn bind(
 /// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
 pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let config = &loaded.config;
+    // Before opening: a second `serve` must not even migrate a store another one is using.
+    let lock = store::lock_for_serve(&config.store.backend).map_err(|e| e.to_string())?;
     let store = store::open(&config.store.backend)
         .await
         .map_err(|e| e.to_string())?;
@@ -96,6 +100,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
         workers,
         shutdown,
         servers,
+        lock,
     })
 }
 
@@ -148,7 +153,9 @@ impl Running {
         for s in self.servers {
             let _ = s.await;
         }
-        self.workers.join(SHUTDOWN_GRACE).await
+        let clean = self.workers.join(SHUTDOWN_GRACE).await;
+        drop(self.lock);
+        clean
     }
 
     /// Re-reads the config; a valid one takes effect for new events, an invalid one is refused

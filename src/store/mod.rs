@@ -281,6 +281,12 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
+    /// Another `serve` holds the store's lock (SQLite: one `serve` per file).
+    #[error(
+        "the store {location} is in use by another printbell serve ({holder}); stop that one \
+         first, or give this one another store.path"
+    )]
+    InUse { location: String, holder: String },
     #[error(
         "cannot open the store {location}: its schema version is {found}, newer than the {known} \
          this printbell knows; run the printbell that wrote it, or a newer one"
@@ -475,6 +481,24 @@ pub async fn open(backend: &Backend) -> Result<Store, StoreError> {
         queue,
         backend: Arc::new(backend.clone()),
     })
+}
+
+/// Held by `serve` for as long as it runs: the store is its own (SQLite) or shared by design
+/// (PostgreSQL, nothing to hold). Dropping it lets another `serve` start on the store.
+#[derive(Debug)]
+pub struct ServeLock {
+    _held: Option<sqlite::FileLock>,
+}
+
+/// Takes the lock that makes `serve` the only one on its store, or says who holds it
+/// ([`StoreError::InUse`]). Only `serve` takes it: the CLI works on the store while `serve`
+/// runs. Released when the returned value is dropped, and by the OS when the process dies.
+pub fn lock_for_serve(backend: &Backend) -> Result<ServeLock, StoreError> {
+    let held = match backend {
+        Backend::Sqlite { path } => Some(sqlite::FileLock::acquire(path)?),
+        Backend::Postgres { .. } => None,
+    };
+    Ok(ServeLock { _held: held })
 }
 
 /// Handle to the open store; cheap to clone. Derefs to [`Queue`].

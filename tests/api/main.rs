@@ -15,3 +15,4 @@ mod mock_selftest;
 mod ops;
 mod pipeline;
 mod postgres;
+mod store_safety;
