@@ -483,6 +483,17 @@ pub async fn open(backend: &Backend) -> Result<Store, StoreError> {
     })
 }
 
+/// Why the store cannot be opened for writing, when the file system already says so (a
+/// missing or unwritable directory, a read-only file), without opening or creating anything:
+/// for `printbell check`. `None` for PostgreSQL, which only a connection can tell.
+pub fn open_problem(backend: &Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite { path } => sqlite::access_problem(path)
+            .map(|why| format!("cannot open the store {}: {why}", path.display())),
+        Backend::Postgres { .. } => None,
+    }
+}
+
 /// Held by `serve` for as long as it runs: the store is its own (SQLite) or shared by design
 /// (PostgreSQL, nothing to hold). Dropping it lets another `serve` start on the store.
 #[derive(Debug)]

@@ -88,3 +88,148 @@ async fn a_second_serve_on_the_same_store_is_refused_naming_the_first_and_a_cras
         "a clean stop leaves no pid"
     );
 }
+
+/// Whether this process runs as root, for whom permission bits do not bite.
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes `path` unwritable for the printbell child in the way that works for this user: mode
+/// bits (0555 / 0444) for a user, the immutable attribute (`chattr +i`) for root, whom mode
+/// bits do not stop. Undone on drop. `None`, with why, when neither works here.
+struct Unwritable {
+    path: PathBuf,
+    immutable: bool,
+    mode: u32,
+}
+
+impl Unwritable {
+    fn make(path: &Path) -> Result<Unwritable, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if running_as_root() {
+            let ok = Command::new("chattr")
+                .args(["+i", path.to_str().expect("utf-8")])
+                .output()
+                .map_err(|e| format!("running as root, and chattr is not there ({e})"))?;
+            if !ok.status.success() {
+                return Err(format!(
+                    "running as root (mode bits do not stop it), and chattr +i failed: {}",
+                    String::from_utf8_lossy(&ok.stderr).trim()
+                ));
+            }
+            return Ok(Unwritable {
+                path: path.to_path_buf(),
+                immutable: true,
+                mode,
+            });
+        }
+        let ro = if path.is_dir() { 0o555 } else { 0o444 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(ro))
+            .map_err(|e| e.to_string())?;
+        Ok(Unwritable {
+            path: path.to_path_buf(),
+            immutable: false,
+            mode,
+        })
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = Command::new("chattr")
+                .args(["-i", self.path.to_str().unwrap_or_default()])
+                .status();
+        }
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode));
+    }
+}
+
+/// `serve` exits 2 and `check` exits 1, both naming `db` and saying `why`.
+async fn serve_and_check_refuse(config: &Path, db: &Path, why: &str) {
+    let log = config.with_extension("serve.log");
+    let (code, stderr) = serve_to_the_end(config, free_port(), &log).await;
+    let db = db.display().to_string();
+    assert_eq!(code, Some(2), "serve must refuse the store:\n{stderr}");
+    assert!(
+        stderr.contains(&db) && stderr.contains(why),
+        "serve names {db} and says `{why}`:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("unable to open database file"),
+        "SQLite's words alone say nothing:\n{stderr}"
+    );
+    let (code, out, err) = run_cli(&["--config", config.to_str().expect("utf-8"), "check"], &[]);
+    assert_eq!(
+        code, 1,
+        "check reports the store as a problem:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains(&db) && err.contains(why) && err.contains("is invalid"),
+        "check names {db} and says `{why}`:\n{err}"
+    );
+}
+
+fn config_with_store(dir: &Path, db: &Path) -> PathBuf {
+    let config = dir.join("notifier.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n{CONSOLE}",
+        db.display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_in_a_missing_directory_is_named_with_why() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("not-there").join("printbell.db");
+    let config = config_with_store(dir.path(), &db);
+    serve_and_check_refuse(&config, &db, "does not exist").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_in_an_unwritable_directory_is_named_with_why() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let db = data.join("printbell.db");
+    let config = config_with_store(dir.path(), &db);
+    let guard = match Unwritable::make(&data) {
+        Ok(g) => g,
+        Err(why) => {
+            println!("SKIPPED unwritable store directory: {why}");
+            return;
+        }
+    };
+    serve_and_check_refuse(&config, &db, "is not writable").await;
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_store_file_is_refused_instead_of_opened_read_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("printbell.db");
+    let config = config_with_store(dir.path(), &db);
+    // A store that exists and is up to date: SQLite would open it read-only without a word.
+    let mut first = ChildService::start(&config, free_port(), dir.path(), "create").await;
+    first.signal("TERM");
+    assert_eq!(first.wait(WAIT).await, Some(0));
+    let guard = match Unwritable::make(&db) {
+        Ok(g) => g,
+        Err(why) => {
+            println!("SKIPPED read-only store file: {why}");
+            return;
+        }
+    };
+    serve_and_check_refuse(&config, &db, "read-only").await;
+    drop(guard);
+}

@@ -36,10 +36,13 @@ impl FileLock {
         let location = db.display().to_string();
         let failed = |e: std::io::Error| StoreError::Open {
             location: location.clone(),
-            source: Arc::new(LockFileError {
-                path: path.clone(),
-                source: e,
-            }),
+            source: match super::access::problem(db) {
+                Some(why) => Arc::new(super::migrations::Unwritable(why)),
+                None => Arc::new(LockFileError {
+                    path: path.clone(),
+                    source: e,
+                }),
+            },
         };
         let mut file = OpenOptions::new()
             .read(true)

@@ -15,10 +15,12 @@
 //! [`StoreError::Busy`] when it is full, every other operation waits for room. The CLI opens the
 //! same file with a writer of its own; WAL and the busy timeout let it work while `serve` runs.
 
+mod access;
 mod lock;
 mod migrations;
 mod queries;
 
+pub(super) use access::problem as access_problem;
 pub(super) use lock::FileLock;
 
 use super::row::{parse_all as parse, DeliveryRow, LiveRow};
