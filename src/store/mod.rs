@@ -275,6 +275,9 @@ pub enum StoreError {
     Busy,
     #[error("the store is closed")]
     Closed,
+    /// A write of real work failed lately and none succeeded since (readiness).
+    #[error("a write failed {secs} s ago and none succeeded since: {error}")]
+    WritesFailing { secs: i64, error: String },
     #[error("cannot open the store {location}: {source}")]
     Open {
         location: String,

@@ -233,3 +233,136 @@ async fn a_read_only_store_file_is_refused_instead_of_opened_read_only() {
     serve_and_check_refuse(&config, &db, "read-only").await;
     drop(guard);
 }
+
+/// `GET base/readyz`: status and body.
+async fn readyz(http: &reqwest::Client, base: &str) -> (u16, String) {
+    let r = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Sets the soft file-size limit (RLIMIT_FSIZE) of process `pid`, in bytes or "unlimited".
+fn set_file_size_limit(pid: u32, limit: &str) -> Result<(), String> {
+    let out = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .output()
+        .map_err(|e| format!("prlimit (util-linux) is not there: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "prlimit failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The size of `path` once it stopped changing for 300 ms.
+async fn settled_size(path: &Path) -> u64 {
+    let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut last = size();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = size();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// A real write failure, caused from outside: the file-size limit of the running `serve` is
+/// lowered to just above its WAL, so SQLite's write of an event's pages fails in the kernel
+/// (EFBIG on the WAL file, SQLite's "disk I/O error"), as on a full disk, while readiness' one
+/// row still fits. Before, `/readyz` answered 200 there while every event got 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_after_a_write_failed_until_a_write_succeeds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), CONSOLE);
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    // SIGXFSZ ignored (as a shell passes it on), so a write past the limit fails instead of
+    // killing the process.
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' XFSZ; exec \"$@\"",
+            "sh",
+            bin(),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "serve",
+        ])
+        .env("PRINTBELL_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("PRINTBELL_CONFIG")
+        .env_remove("PRINTBELL_STORE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut serve = Proc::new(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while !http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(started.elapsed() < WAIT, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let post = |event: serde_json::Value| {
+        let (http, url) = (http.clone(), format!("{base}{}", testkit::WEBHOOK_PATH));
+        async move {
+            let r = http
+                .post(url)
+                .body(event.to_string())
+                .send()
+                .await
+                .expect("answer");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let small = |id: &str| testkit::event("print.completed", id, None);
+    assert_eq!(post(small("small-1")).await.0, 202);
+    assert_eq!(readyz(&http, &base).await.0, 200);
+
+    let wal = settled_size(&dir.path().join("printbell.db-wal")).await;
+    // Room for three more WAL frames (page + header): the probe's row, not an event of pages.
+    if let Err(why) = set_file_size_limit(serve.pid(), &(wal + 3 * 4120).to_string()) {
+        println!("SKIPPED readyz after a failed write: {why}");
+        return;
+    }
+    let mut big = small("big-1");
+    big["data"]["prompt"] = serde_json::Value::String("a misty forest ".repeat(20_000));
+    let (status, body) = post(big).await;
+    assert_eq!(status, 503, "the event cannot be stored: {body}");
+    let (status, body) = readyz(&http, &base).await;
+    assert_eq!(status, 503, "readiness follows the failed write: {body}");
+    assert!(body.contains("write failed"), "{body}");
+
+    set_file_size_limit(serve.pid(), "unlimited").expect("limit lifted");
+    assert_eq!(
+        readyz(&http, &base).await.0,
+        503,
+        "the probe alone does not prove that events fit"
+    );
+    let (status, body) = post(small("small-2")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = readyz(&http, &base).await;
+    assert_eq!(status, 200, "a write succeeded, ready again: {body}");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("the store cannot take writes")
+            && log_text.contains("takes writes again"),
+        "both turns are logged:\n{log_text}"
+    );
+    serve.signal("TERM");
+    assert_eq!(serve.wait(WAIT).await, Some(0));
+}
