@@ -366,3 +366,22 @@ async fn readyz_is_503_after_a_write_failed_until_a_write_succeeds() {
     serve.signal("TERM");
     assert_eq!(serve.wait(WAIT).await, Some(0));
 }
+
+/// `serve` listens for SIGTERM before it answers /healthz: a stop right after start (a
+/// supervisor's restart, a test) is graceful, exit 0, not the signal's default kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_right_after_health_answers_stops_gracefully() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), CONSOLE);
+    for round in 0..10 {
+        let tag = format!("quick-{round}");
+        let mut serve = ChildService::start(&config, free_port(), dir.path(), &tag).await;
+        serve.signal("TERM");
+        assert_eq!(
+            serve.wait(WAIT).await,
+            Some(0),
+            "round {round}: exit 0 after an early SIGTERM:\n{}",
+            serve.log()
+        );
+    }
+}
