@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod hardening;
 mod live;
+mod message_shape;
 mod mock_selftest;
 mod ops;
 mod pipeline;

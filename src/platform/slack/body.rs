@@ -39,6 +39,12 @@ fn mentions(msg: &Message<'_>) -> Vec<String> {
         .collect()
 }
 
+/// A checked URL as the target of a `<url|label>` link: `|` would end it early, and `&<>`
+/// are Slack's control characters.
+fn link_target(url: &str) -> String {
+    escape_slack(&url.replace('|', "%7C"))
+}
+
 /// The template's title, or the event type when the template gave none.
 fn title(msg: &Message<'_>) -> String {
     if msg.title.trim().is_empty() {
@@ -59,10 +65,21 @@ pub fn body(msg: &Message<'_>) -> Value {
     };
     let title = title(msg);
 
-    let mut blocks = vec![json!({
-        "type": "header",
-        "text": {"type": "plain_text", "text": truncate_slack(&title, HEADER_MAX), "emoji": true},
-    })];
+    // A header cannot link (plain text only): with a link the title is a bold mrkdwn link.
+    let mut blocks = vec![match &msg.link {
+        None => json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate_slack(&title, HEADER_MAX), "emoji": true},
+        }),
+        Some(url) => json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!(
+                "*<{}|{}>*",
+                link_target(url),
+                truncate_slack(&title, HEADER_MAX)
+            )},
+        }),
+    }];
     // Mentions on a line of their own so a template starting with a `> ` quote stays a quote.
     let section = match (mention_line.is_empty(), msg.text.is_empty()) {
         (true, _) => msg.text.clone(),
