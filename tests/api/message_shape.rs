@@ -160,3 +160,47 @@ fn check_names_a_broken_or_hostless_link_template() {
         "the warning names the link and the consequence:\n{both}"
     );
 }
+
+/// Slack incoming webhooks post one message per event: a progress message's image would be
+/// shown again, full size, by the completion. It is a small context image there instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_each_shows_progress_images_small_and_full_size_only_on_completion() {
+    let mock = MockChat::start().await;
+    let rest = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n[[routes]]\nto = [\"slack\"]\n",
+        mock.url(SLACK)
+    );
+    let svc = Service::start("", &rest).await;
+    svc.post_accepted(&event("print.progress", "each-progress", None), 1)
+        .await;
+    svc.post_accepted(&event("print.completed", "each-completed", None), 1)
+        .await;
+    let got = mock.wait_for_ok(SLACK, 2, WAIT).await;
+    let kinds = |b: &Value, ty: &str| -> Vec<Value> {
+        b["blocks"]
+            .as_array()
+            .map(|a| a.iter().filter(|x| x["type"] == ty).cloned().collect())
+            .unwrap_or_default()
+    };
+    let progress = got[0].json.clone().expect("json");
+    assert!(
+        kinds(&progress, "image").is_empty(),
+        "no full-size image in a progress message: {progress}"
+    );
+    let small: Vec<Value> = kinds(&progress, "context")
+        .iter()
+        .flat_map(|c| c["elements"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["type"] == "image")
+        .collect();
+    assert_eq!(small.len(), 1, "the newest image, small: {progress}");
+    assert!(small[0]["image_url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("https://")));
+    assert!(small[0]["alt_text"].is_string());
+    let completed = got[1].json.clone().expect("json");
+    assert_eq!(
+        kinds(&completed, "image").len(),
+        4,
+        "the full set on completion: {completed}"
+    );
+}
