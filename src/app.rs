@@ -27,6 +27,8 @@ pub struct Running {
     pub workers: Workers,
     shutdown: Trigger,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Dropped last, after the workers stopped: no other `serve` on this store before then.
+    lock: store::ServeLock,
 }
 
 async fn bind(
@@ -52,6 +54,8 @@ async fn bind(
 /// Opens the store, starts the workers and the HTTP server(s). Returns once listening.
 pub async fn start(loaded: Loaded) -> Result<Running, String> {
     let config = &loaded.config;
+    // Before opening: a second `serve` must not even migrate a store another one is using.
+    let lock = store::lock_for_serve(&config.store.backend).map_err(|e| e.to_string())?;
     let store = store::open(&config.store.backend)
         .await
         .map_err(|e| e.to_string())?;
@@ -96,6 +100,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, String> {
         workers,
         shutdown,
         servers,
+        lock,
     })
 }
 
@@ -148,7 +153,9 @@ impl Running {
         for s in self.servers {
             let _ = s.await;
         }
-        self.workers.join(SHUTDOWN_GRACE).await
+        let clean = self.workers.join(SHUTDOWN_GRACE).await;
+        drop(self.lock);
+        clean
     }
 
     /// Re-reads the config; a valid one takes effect for new events, an invalid one is refused
@@ -199,8 +206,11 @@ impl Running {
 
 /// Runs until SIGTERM/SIGINT; SIGHUP reloads `config_path`.
 pub async fn serve(config_path: &Path, loaded: Loaded) -> Result<(), String> {
+    // Listening for signals before answering /healthz: a SIGTERM right after start must stop
+    // gracefully, not kill the process (the default action).
+    let signals = Signals::new()?;
     let running = start(loaded).await?;
-    wait_for_signals(&running, config_path).await?;
+    signals.wait(&running, config_path).await;
     tracing::info!("stopping: no new events; finishing in-flight deliveries");
     if running.stop().await {
         tracing::info!("stopped cleanly");
@@ -213,27 +223,49 @@ pub async fn serve(config_path: &Path, loaded: Loaded) -> Result<(), String> {
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(running: &Running, config_path: &Path) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mk = |k: SignalKind| signal(k).map_err(|e| format!("cannot listen for signals: {e}"));
-    let mut term = mk(SignalKind::terminate())?;
-    let mut int = mk(SignalKind::interrupt())?;
-    let mut hup = mk(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => {
-                tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
-                running.reload(config_path);
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mk = |k: SignalKind| signal(k).map_err(|e| format!("cannot listen for signals: {e}"));
+        Ok(Signals {
+            term: mk(SignalKind::terminate())?,
+            int: mk(SignalKind::interrupt())?,
+            hup: mk(SignalKind::hangup())?,
+        })
+    }
+
+    /// Until SIGTERM/SIGINT; SIGHUP reloads `config_path`.
+    async fn wait(mut self, running: &Running, config_path: &Path) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
+                    running.reload(config_path);
+                }
             }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_running: &Running, _config_path: &Path) -> Result<(), String> {
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot listen for signals: {e}"))
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        Ok(Signals)
+    }
+
+    async fn wait(self, _running: &Running, _config_path: &Path) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

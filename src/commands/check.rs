@@ -16,6 +16,14 @@ pub fn run(path: &Path, out: &mut dyn Write) -> CommandResult {
         ))
     })?;
     let c = &loaded.config;
+    // A store serve could not open is a problem of this config, found before serve meets it.
+    if let Some(why) = crate::store::open_problem(&c.store.backend) {
+        return Err(Failure::invalid(format!(
+            "{}: store: {why}\n{} is invalid: 1 problem",
+            path.display(),
+            path.display()
+        )));
+    }
     let w = |out: &mut dyn Write, s: String| {
         writeln!(out, "{s}").map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
     };

@@ -27,6 +27,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Global overrides, by event type.
     pub templates: BTreeMap<EventType, TemplateSource>,
+    /// `[links] generation`: the template of the URL a message's title links to, with the
+    /// line it starts on.
+    pub link: Option<(String, usize)>,
     /// Warnings that do not stop the service (shown by `check` and logged at start).
     pub warnings: Vec<String>,
 }

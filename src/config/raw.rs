@@ -25,6 +25,15 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub templates: BTreeMap<Spanned<String>, RawTemplate>,
+    #[serde(default)]
+    pub links: RawLinks,
+}
+
+/// `[links]`: templates of URLs the messages link to.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinks {
+    pub generation: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, Default)]

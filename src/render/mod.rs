@@ -69,6 +69,8 @@ pub struct Message<'a> {
     /// Escaped for the platform.
     pub text: String,
     pub mention: &'a [Mention],
+    /// Where the title links to (`[links] generation`): a checked http(s) URL, not escaped.
+    pub link: Option<String>,
 }
 
 impl Message<'_> {
@@ -134,12 +136,20 @@ impl Renderer {
         };
         let title = field(Field::Title);
         let text = field(Field::Text);
+        let link = match self.templates.link(ctx) {
+            Ok(link) => link,
+            Err(e) => {
+                warnings.push(format!("{e}; the message links nowhere"));
+                None
+            }
+        };
         let msg = Message {
             event,
             destination,
             title,
             text,
             mention: &target.mention,
+            link,
         };
         let body = platform.body(&msg);
         let holdable = Holdable::of(target);
@@ -158,6 +168,7 @@ impl Renderer {
                     .flatten();
                 let quiet = Message {
                     mention: &[],
+                    link: msg.link.clone(),
                     ..msg
                 };
                 (Some(platform.body(&quiet)), ping)

@@ -17,6 +17,18 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Key of the default template used for event types that are not one of the five.
 const UNKNOWN_TYPE: &str = "unknown";
+/// The name of `[links] generation`; `.url` makes every value in it percent-encoded.
+const LINK_TEMPLATE: &str = "links/generation.url";
+/// The longest link a message carries (Discord's embed `url`).
+pub const LINK_MAX: usize = 2048;
+
+/// Everything but the unreserved characters of RFC 3986: a value cannot end a path segment,
+/// start a query or fragment, or carry a host or credentials.
+const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// How template output is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +154,8 @@ fn template_name(scope: Scope, event_type: &str, field: Field, escape: Escape) -
 pub struct Templates {
     env: Environment<'static>,
     present: HashSet<(Scope, String, Field)>,
+    /// Whether `[links] generation` is set.
+    link: bool,
 }
 
 impl std::fmt::Debug for Templates {
@@ -157,6 +171,7 @@ fn new_env() -> Environment<'static> {
     env.set_auto_escape_callback(|name| match name.rsplit('.').next() {
         Some("slack") => AutoEscape::Custom("slack"),
         Some("discord") => AutoEscape::Custom("discord"),
+        Some("url") => AutoEscape::Custom("url"),
         _ => AutoEscape::None,
     });
     env.set_formatter(|out, state, value| {
@@ -192,6 +207,9 @@ fn escape_for(state: &State, text: &str) -> String {
     match state.auto_escape() {
         AutoEscape::Custom("slack") => escape_slack(text),
         AutoEscape::Custom("discord") => escape_discord(text),
+        AutoEscape::Custom("url") => {
+            percent_encoding::utf8_percent_encode(text, URL_VALUE).to_string()
+        }
         _ => text.to_string(),
     }
 }
@@ -203,6 +221,7 @@ impl Templates {
         let mut t = Templates {
             env: new_env(),
             present: HashSet::new(),
+            link: false,
         };
         let mut problems = Vec::new();
         for known in EventType::ALL.map(Some).into_iter().chain([None]) {
@@ -235,11 +254,86 @@ impl Templates {
             let label = format!("{} templates", route.label());
             add_all(Scope::Route(i), &route.templates, &label);
         }
+        if let Some((src, line)) = &config.link {
+            if let Err(p) = t.add_link(config, src, *line) {
+                problems.push(p);
+            }
+        }
         if problems.is_empty() {
             Ok(t)
         } else {
             Err(problems)
         }
+    }
+
+    /// Compiles `[links] generation` and renders it for every built-in sample: a template that
+    /// does not compile, fails, or gives no http(s) URL for a sample is a config problem.
+    fn add_link(&mut self, config: &Config, src: &str, line: usize) -> Result<(), Problem> {
+        let at = |tmpl_line: usize, message: String| Problem {
+            file: config.file.clone(),
+            line: (line > 0).then(|| line + tmpl_line - 1),
+            column: None,
+            message,
+            unset_secret_of: None,
+        };
+        let failed = |e: &minijinja::Error, what: &str| {
+            at(
+                e.line().unwrap_or(1),
+                format!(
+                    "links.generation: template error{what} at line {} of the template: {}",
+                    e.line().unwrap_or(1),
+                    e.detail().unwrap_or(&e.kind().to_string())
+                ),
+            )
+        };
+        self.env
+            .add_template_owned(LINK_TEMPLATE, src.to_string())
+            .map_err(|e| failed(&e, ""))?;
+        self.link = true;
+        for ty in EventType::ALL {
+            let Some(sample) = crate::samples::by_name(ty.as_str()) else {
+                continue;
+            };
+            let Ok(event) = crate::event::parse(sample.as_bytes()) else {
+                continue;
+            };
+            match self.link(&context(&event)) {
+                Ok(_) => {}
+                Err(LinkError::Render(e)) => {
+                    return Err(failed(&e, &format!(" (sample {})", ty.as_str())))
+                }
+                Err(LinkError::Invalid { url, why }) => {
+                    return Err(at(
+                        1,
+                        format!(
+                            "links.generation: for the sample {} it gives `{url}`, which {why}; \
+                             the template's own text must hold the scheme and host (values are \
+                             percent-encoded)",
+                            ty.as_str()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The link of a message (`[links] generation`) for an event's template variables:
+    /// `Ok(None)` when none is set or it renders empty.
+    pub fn link(&self, ctx: &Value) -> Result<Option<String>, LinkError> {
+        if !self.link {
+            return Ok(None);
+        }
+        let text = self
+            .env
+            .get_template(LINK_TEMPLATE)
+            .and_then(|t| t.render(ctx))
+            .map_err(LinkError::Render)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        checked_link(text).map(Some)
     }
 
     fn add(
@@ -316,6 +410,58 @@ impl Templates {
             }
         }
     }
+}
+
+/// Why a message carries no link.
+#[derive(Debug)]
+pub enum LinkError {
+    /// The template failed while rendering.
+    Render(minijinja::Error),
+    /// It rendered, but not to a link a message may carry.
+    Invalid { url: String, why: &'static str },
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Render(e) => write!(f, "links.generation failed ({e})"),
+            LinkError::Invalid { url, why } => {
+                write!(f, "links.generation gave `{url}`, which {why}")
+            }
+        }
+    }
+}
+
+/// An http(s) URL with a host, at most [`LINK_MAX`] characters, normalised; values can carry no
+/// `/`, `?` or `#` (percent-encoded), and a value of only dots (a `..` segment) is refused,
+/// so event data cannot move the link elsewhere on its host.
+fn checked_link(text: &str) -> Result<String, LinkError> {
+    let invalid = |why| LinkError::Invalid {
+        url: text.chars().take(200).collect(),
+        why,
+    };
+    let url = url::Url::parse(text).map_err(|_| invalid("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("is not an http(s) URL with a host"));
+    }
+    let path = text
+        .split_once("://")
+        .map_or(text, |(_, rest)| rest)
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    let dots = path.split('/').skip(1).any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        !seg.is_empty() && seg.chars().all(|c| c == '.')
+    });
+    if dots {
+        return Err(invalid("has a `.` or `..` path segment"));
+    }
+    let out = String::from(url);
+    if out.chars().count() > LINK_MAX {
+        return Err(invalid("is longer than 2048 characters"));
+    }
+    Ok(out)
 }
 
 fn problem(
@@ -427,4 +573,45 @@ pub fn context(event: &Event) -> Value {
             .collect(),
         progress: ProgressCtx { done, total },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_must_be_http_with_a_host_short_and_without_dot_segments() {
+        assert_eq!(
+            checked_link("https://gen.test/g/abc?x=1").ok().as_deref(),
+            Some("https://gen.test/g/abc?x=1")
+        );
+        for bad in [
+            "ftp://gen.test/g",
+            "https://",
+            "gen.test/g",
+            "https://gen.test/g/..",
+            "https://gen.test/g/%2E%2e/admin",
+            "https://gen.test/./g",
+        ] {
+            assert!(checked_link(bad).is_err(), "{bad}");
+        }
+        let long = format!("https://gen.test/{}", "a".repeat(LINK_MAX));
+        assert!(checked_link(&long).is_err());
+        assert!(
+            checked_link("https://gen.test/g/a..b").is_ok(),
+            "dots inside a segment"
+        );
+    }
+
+    #[test]
+    fn values_in_a_link_are_percent_encoded_and_literal_text_is_not() {
+        let mut env = new_env();
+        env.add_template("l.url", "https://gen.test/g/{{ id }}?q={{ q }}")
+            .expect("compiles");
+        let out = env
+            .get_template("l.url")
+            .and_then(|t| t.render(minijinja::context! { id => "a/b?c#d e", q => "x&y=z" }))
+            .expect("renders");
+        assert_eq!(out, "https://gen.test/g/a%2Fb%3Fc%23d%20e?q=x%26y%3Dz");
+    }
 }

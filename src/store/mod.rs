@@ -315,12 +315,21 @@ pub enum StoreError {
     Busy,
     #[error("the store is closed")]
     Closed,
+    /// A write of real work failed lately and none succeeded since (readiness).
+    #[error("a write failed {secs} s ago and none succeeded since: {error}")]
+    WritesFailing { secs: i64, error: String },
     #[error("cannot open the store {location}: {source}")]
     Open {
         location: String,
         #[source]
         source: BackendError,
     },
+    /// Another `serve` holds the store's lock (SQLite: one `serve` per file).
+    #[error(
+        "the store {location} is in use by another printbell serve ({holder}); stop that one \
+         first, or give this one another store.path"
+    )]
+    InUse { location: String, holder: String },
     #[error(
         "cannot open the store {location}: its schema version is {found}, newer than the {known} \
          this printbell knows; run the printbell that wrote it, or a newer one"
@@ -554,6 +563,35 @@ pub async fn open(backend: &Backend) -> Result<Store, StoreError> {
         queue,
         backend: Arc::new(backend.clone()),
     })
+}
+
+/// Why the store cannot be opened for writing, when the file system already says so (a
+/// missing or unwritable directory, a read-only file), without opening or creating anything:
+/// for `printbell check`. `None` for PostgreSQL, which only a connection can tell.
+pub fn open_problem(backend: &Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite { path } => sqlite::access_problem(path)
+            .map(|why| format!("cannot open the store {}: {why}", path.display())),
+        Backend::Postgres { .. } => None,
+    }
+}
+
+/// Held by `serve` for as long as it runs: the store is its own (SQLite) or shared by design
+/// (PostgreSQL, nothing to hold). Dropping it lets another `serve` start on the store.
+#[derive(Debug)]
+pub struct ServeLock {
+    _held: Option<sqlite::FileLock>,
+}
+
+/// Takes the lock that makes `serve` the only one on its store, or says who holds it
+/// ([`StoreError::InUse`]). Only `serve` takes it: the CLI works on the store while `serve`
+/// runs. Released when the returned value is dropped, and by the OS when the process dies.
+pub fn lock_for_serve(backend: &Backend) -> Result<ServeLock, StoreError> {
+    let held = match backend {
+        Backend::Sqlite { path } => Some(sqlite::FileLock::acquire(path)?),
+        Backend::Postgres { .. } => None,
+    };
+    Ok(ServeLock { _held: held })
 }
 
 /// Handle to the open store; cheap to clone. Derefs to [`Queue`].

@@ -153,6 +153,7 @@ impl Validator<'_> {
             }
         }
         let templates = self.templates(&raw.templates, "templates");
+        let link = self.link(&raw.links);
         // Every name written in the file, valid or not: a route naming a destination whose
         // own definition has problems is not also told that it names an undefined one.
         let defined: Vec<&str> = raw.destinations.keys().map(|s| s.as_str()).collect();
@@ -171,6 +172,7 @@ impl Validator<'_> {
             destinations,
             routes,
             templates,
+            link,
             warnings: std::mem::take(&mut self.warnings),
         }
     }

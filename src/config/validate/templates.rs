@@ -3,7 +3,7 @@
 
 use super::Validator;
 use crate::config::problems::nearest;
-use crate::config::raw::{RawTemplate, SString};
+use crate::config::raw::{RawLinks, RawTemplate, SString};
 use crate::config::TemplateSource;
 use crate::domain::EventType;
 use std::collections::BTreeMap;
@@ -33,6 +33,13 @@ impl Validator<'_> {
             out.insert(ty, src);
         }
         out
+    }
+
+    /// `[links] generation`, expanded, with its line (compiled with the other templates).
+    pub(super) fn link(&mut self, raw: &RawLinks) -> Option<(String, usize)> {
+        let s = raw.generation.as_ref()?;
+        let line = self.p.first_line_of_string(s.span());
+        self.expand(s, "links.generation").map(|v| (v, line))
     }
 
     fn event_type(&mut self, s: &SString, what: &str) -> Option<EventType> {

@@ -222,14 +222,23 @@ pub fn body(msg: &Message<'_>) -> Value {
     }
     main.insert("footer".into(), json!({"text": footer}));
     let mut embeds = vec![];
+    // The title links to `url`. Several embeds sharing one `url` are what Discord merges into
+    // one gallery, so a message of several images needs one: the link when there is one, else
+    // the first image (the only URL there is). Without a link and a gallery, no `url`.
+    let shared = match (&msg.link, images.len()) {
+        (Some(link), _) => Some(link.clone()),
+        (None, n) if n > 1 => images.first().cloned(),
+        (None, _) => None,
+    };
+    if let Some(url) = &shared {
+        main.insert("url".into(), json!(url));
+    }
     if let Some(first) = images.first() {
-        // The shared url is what makes Discord merge the image embeds into one gallery.
-        main.insert("url".into(), json!(first));
         main.insert("image".into(), json!({"url": first}));
     }
     embeds.push(Value::Object(main));
     for url in images.iter().take(GALLERY_MAX).skip(1) {
-        embeds.push(json!({"url": images[0], "image": {"url": url}}));
+        embeds.push(json!({"url": shared, "image": {"url": url}}));
     }
 
     let mut out = Map::new();

@@ -6,7 +6,8 @@
 //! characters of text over all blocks (`msg_blocks_too_long`). Alt texts and image titles are
 //! kept short so 47 image blocks still fit under that cap.
 
-use crate::config::Mention;
+use crate::config::{Mention, Mode};
+use crate::domain::EventType;
 use crate::render::text::{escape_slack, truncate_slack};
 use crate::render::{attachable_url, Message};
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ const SECTION_MAX: usize = 3000;
 const IMAGE_URL_MAX: usize = 3000;
 const IMAGE_LABEL_MAX: usize = 80;
 const FALLBACK_MAX: usize = 3000;
+const CONTEXT_ELEMENTS_MAX: usize = 10;
 
 fn mention_text(m: &Mention) -> String {
     match m {
@@ -39,6 +41,12 @@ fn mentions(msg: &Message<'_>) -> Vec<String> {
         .collect()
 }
 
+/// A checked URL as the target of a `<url|label>` link: `|` would end it early, and `&<>`
+/// are Slack's control characters.
+fn link_target(url: &str) -> String {
+    escape_slack(&url.replace('|', "%7C"))
+}
+
 /// The template's title, or the event type when the template gave none.
 fn title(msg: &Message<'_>) -> String {
     if msg.title.trim().is_empty() {
@@ -59,10 +67,21 @@ pub fn body(msg: &Message<'_>) -> Value {
     };
     let title = title(msg);
 
-    let mut blocks = vec![json!({
-        "type": "header",
-        "text": {"type": "plain_text", "text": truncate_slack(&title, HEADER_MAX), "emoji": true},
-    })];
+    // A header cannot link (plain text only): with a link the title is a bold mrkdwn link.
+    let mut blocks = vec![match &msg.link {
+        None => json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate_slack(&title, HEADER_MAX), "emoji": true},
+        }),
+        Some(url) => json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!(
+                "*<{}|{}>*",
+                link_target(url),
+                truncate_slack(&title, HEADER_MAX)
+            )},
+        }),
+    }];
     // Mentions on a line of their own so a template starting with a `> ` quote stays a quote.
     let section = match (mention_line.is_empty(), msg.text.is_empty()) {
         (true, _) => msg.text.clone(),
@@ -81,8 +100,17 @@ pub fn body(msg: &Message<'_>) -> Value {
         .into_iter()
         .filter_map(|img| attachable_url(img.url.as_deref(), IMAGE_URL_MAX).map(|u| (img, u)))
         .collect();
-    let room = MAX_BLOCKS - blocks.len() - 1; // keep one block for the context line
+    // One message per event (`each`): a progress message's images come again, full size, in
+    // the completion message, so here they are small context images (≤10 elements).
+    let thumbnails =
+        msg.event.event_type == Some(EventType::Progress) && msg.destination.mode == Mode::Each;
+    let room = if thumbnails {
+        CONTEXT_ELEMENTS_MAX
+    } else {
+        MAX_BLOCKS - blocks.len() - 1 // keep one block for the context line
+    };
     let total = images.len();
+    let mut small = Vec::new();
     for (n, (img, url)) in images.iter().take(room).enumerate() {
         let label = match img
             .title
@@ -94,12 +122,20 @@ pub fn body(msg: &Message<'_>) -> Value {
             None => format!("Image {} of {total}", n + 1),
         };
         let label = truncate_slack(&label, IMAGE_LABEL_MAX);
+        if thumbnails {
+            small.push(json!({"type": "image", "image_url": url, "alt_text": label}));
+            continue;
+        }
         blocks.push(json!({
             "type": "image",
             "image_url": url,
             "alt_text": label,
             "title": {"type": "plain_text", "text": label, "emoji": true},
         }));
+    }
+
+    if !small.is_empty() {
+        blocks.push(json!({"type": "context", "elements": small}));
     }
 
     let mut context = format!(

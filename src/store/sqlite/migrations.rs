@@ -213,8 +213,18 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         location: location.clone(),
         source: e,
     };
-    let sql = |e: rusqlite::Error| failed(Arc::new(e));
+    // SQLite's own words ("unable to open database file") say neither which file nor why.
+    let sql = |e: rusqlite::Error| match super::access::problem(path) {
+        Some(why) => failed(Arc::new(Unwritable(why))),
+        None => failed(Arc::new(e)),
+    };
     let mut conn = Connection::open(path).map_err(sql)?;
+    // A file it may not write, SQLite opens read-only without a word: every event would fail.
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
+        let why = super::access::problem(path)
+            .unwrap_or_else(|| "SQLite could open it only for reading".into());
+        return Err(failed(Arc::new(Unwritable(why))));
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql)?;
     // Room for every statement the writer repeats, so none is parsed twice.
@@ -234,6 +244,11 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         Err(Refused::Failed(e)) => Err(failed(Arc::new(e))),
     }
 }
+
+/// Why a store cannot be written, as [`super::access::problem`] found it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Unwritable(pub String);
 
 #[derive(Debug)]
 enum Refused {

@@ -15,8 +15,14 @@
 //! [`StoreError::Busy`] when it is full, every other operation waits for room. The CLI opens the
 //! same file with a writer of its own; WAL and the busy timeout let it work while `serve` runs.
 
+mod access;
+mod health;
+mod lock;
 mod migrations;
 mod queries;
+
+pub(super) use access::problem as access_problem;
+pub(super) use lock::FileLock;
 
 use super::row::{parse_all as parse, DeliveryRow, HeldRow, LiveRow};
 use super::{
@@ -25,6 +31,7 @@ use super::{
 };
 use crate::domain::EventType;
 use async_trait::async_trait;
+use health::{is_write_failure, WriteHealth};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -51,6 +58,8 @@ struct Job {
     run: JobFn,
     abort: Box<dyn FnOnce(SqlError) + Send>,
     durability: Durability,
+    /// Readiness' probe: its success alone does not prove the store takes events.
+    probe: bool,
 }
 
 /// Whether a job's commit must reach the disk before its caller hears of it.
@@ -80,6 +89,7 @@ fn backend_error(op: &'static str, e: impl Into<SqlError>) -> StoreError {
 /// Handle to the writer thread.
 pub(super) struct SqliteQueue {
     jobs: SyncSender<Job>,
+    health: Arc<WriteHealth>,
 }
 
 impl SqliteQueue {
@@ -87,14 +97,16 @@ impl SqliteQueue {
     pub(super) fn open(path: &Path) -> Result<SqliteQueue, StoreError> {
         let conn = migrations::open(path)?;
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let health = Arc::new(WriteHealth::default());
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("printbell-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, &writer_health))
             .map_err(|e| StoreError::Open {
                 location: path.display().to_string(),
                 source: Arc::new(e),
             })?;
-        Ok(SqliteQueue { jobs: tx })
+        Ok(SqliteQueue { jobs: tx, health })
     }
 
     /// Runs `f` in the writer's next transaction and returns its result after the commit.
@@ -111,7 +123,7 @@ impl SqliteQueue {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + Clone + 'static,
     {
         loop {
-            match self.run_once(op, durability, f.clone()).await {
+            match self.run_once(op, durability, false, f.clone()).await {
                 Err(StoreError::Busy) if patience == Patience::Wait => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await
                 }
@@ -124,6 +136,7 @@ impl SqliteQueue {
         &self,
         op: &'static str,
         durability: Durability,
+        probe: bool,
         f: F,
     ) -> Result<T, StoreError>
     where
@@ -138,6 +151,7 @@ impl SqliteQueue {
             }
         };
         let reply2 = reply.clone();
+        let health = self.health.clone();
         let job = Job {
             run: Box::new(move |conn| match f(conn) {
                 Ok(v) => (
@@ -146,13 +160,19 @@ impl SqliteQueue {
                         send(&reply, commit.map(|_| v).map_err(|e| backend_error(op, e)))
                     }),
                 ),
-                Err(e) => (
-                    false,
-                    Box::new(move |_| send(&reply, Err(backend_error(op, e)))),
-                ),
+                Err(e) => {
+                    if is_write_failure(&e) {
+                        health.failed(super::now_ms(), op, &e);
+                    }
+                    (
+                        false,
+                        Box::new(move |_| send(&reply, Err(backend_error(op, e)))),
+                    )
+                }
             }),
             abort: Box::new(move |e: SqlError| send(&reply2, Err(backend_error(op, e)))),
             durability,
+            probe,
         };
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Busy,
@@ -172,7 +192,7 @@ impl Queue for SqliteQueue {
     ) -> Result<Accepted, StoreError> {
         let event_id = event_id.to_string();
         // Fails fast; one try, so the bodies move into the job without a copy.
-        self.run_once("store the event", Durability::Full, move |c| {
+        self.run_once("store the event", Durability::Full, false, move |c| {
             queries::accept(c, &event_id, &deliveries, now)
         })
         .await
@@ -312,12 +332,17 @@ impl Queue for SqliteQueue {
     }
 
     async fn readiness(&self, now: i64) -> Result<(), StoreError> {
-        self.run(
-            "record a health check",
-            Durability::Full,
-            Patience::FailFast,
-            move |c| queries::touch(c, now),
-        )
+        // The probe's one row can fit where an event does not (a full disk): a failed write
+        // of real work counts first.
+        if let Some(f) = self.health.current(now) {
+            return Err(StoreError::WritesFailing {
+                secs: (now - f.at).max(0) / 1000,
+                error: f.error,
+            });
+        }
+        self.run_once("record a health check", Durability::Full, true, move |c| {
+            queries::touch(c, now)
+        })
         .await
     }
 
@@ -508,7 +533,17 @@ impl Queue for SqliteQueue {
     }
 }
 
-fn writer(conn: Connection, rx: Receiver<Job>) {
+fn writer(conn: Connection, rx: Receiver<Job>, health: &WriteHealth) {
+    // A failure of the transaction itself (not of one job) fails every job in it.
+    let failed_all = |batch: Vec<Job>, what: &str, e: rusqlite::Error| {
+        if is_write_failure(&e) {
+            health.failed(super::now_ms(), what, &e);
+        }
+        let err = Arc::new(e);
+        for job in batch {
+            (job.abort)(err.clone());
+        }
+    };
     // As `migrations::open` left it.
     let mut synchronous = Durability::Full;
     while let Ok(first) = rx.recv() {
@@ -533,10 +568,7 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
                 Ok(()) => synchronous = wanted,
                 // Committing durable jobs without the fsync would break the 202's promise.
                 Err(e) if wanted == Durability::Full => {
-                    let err = Arc::new(e);
-                    for job in batch {
-                        (job.abort)(err.clone());
-                    }
+                    failed_all(batch, "make the commit durable", e);
                     continue;
                 }
                 // Relaxed jobs may as well be committed durably.
@@ -544,16 +576,19 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
             }
         }
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
-            let err = Arc::new(e);
-            for job in batch {
-                (job.abort)(err.clone());
-            }
+            failed_all(batch, "begin a transaction", e);
             continue;
         }
         let mut completions = Vec::with_capacity(batch.len());
+        // Rows changed by jobs other than readiness' probe: a commit of those proves writes.
+        let mut changed = 0;
         for job in batch {
             let savepoint = exec(&conn, "SAVEPOINT job");
+            let before = conn.total_changes();
             let (ok, done) = (job.run)(&conn);
+            if ok && !job.probe {
+                changed += conn.total_changes() - before;
+            }
             if savepoint.is_ok() {
                 if !ok {
                     let _ = exec(&conn, "ROLLBACK TO job");
@@ -563,8 +598,15 @@ fn writer(conn: Connection, rx: Receiver<Job>) {
             completions.push(done);
         }
         let result = exec(&conn, "COMMIT").map_err(Arc::new);
-        if result.is_err() {
-            let _ = exec(&conn, "ROLLBACK");
+        match &result {
+            Ok(()) if changed > 0 => health.succeeded(),
+            Ok(()) => {}
+            Err(e) => {
+                if is_write_failure(e) {
+                    health.failed(super::now_ms(), "commit", e);
+                }
+                let _ = exec(&conn, "ROLLBACK");
+            }
         }
         for done in completions {
             done(result.clone());

@@ -13,14 +13,18 @@ async fn only_relaxed_transactions_skip_the_fsync() {
     let store = SqliteQueue::open(&dir.path().join("s.db")).expect("open");
     const NORMAL: i64 = 1;
     const FULL: i64 = 2;
-    let full = store.run_once("test", Durability::Full, synchronous).await;
+    let full = store
+        .run_once("test", Durability::Full, false, synchronous)
+        .await;
     assert_eq!(full.expect("run"), FULL);
     let relaxed = store
-        .run_once("test", Durability::Relaxed, synchronous)
+        .run_once("test", Durability::Relaxed, false, synchronous)
         .await;
     assert_eq!(relaxed.expect("run"), NORMAL);
     // Back to FULL as soon as a job needs it.
-    let full = store.run_once("test", Durability::Full, synchronous).await;
+    let full = store
+        .run_once("test", Durability::Full, false, synchronous)
+        .await;
     assert_eq!(full.expect("run"), FULL);
 }
 
