@@ -101,13 +101,12 @@ pub fn run(config: &Path, event_arg: &str, links: bool, out: &mut dyn Write) -> 
                 pretty(&wire(&Action::Post, quiet)?)?
             )
             .map_err(io)?;
-            let mention: Vec<_> = t.mention.clone();
             let example = [ev
                 .generation
                 .name
                 .clone()
                 .unwrap_or_else(|| ev.generation.id.clone())];
-            let summary = crate::render::summary::body(dest, &mention, 1, &example, hold.every);
+            let summary = crate::render::summary::body(dest, &t.mention, 1, &example, hold.every);
             writeln!(
                 out,
                 "-- {}: and when the interval ends, one summary pings for those held back, e.g.: --\n{}",

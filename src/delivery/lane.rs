@@ -440,39 +440,29 @@ impl Lane {
         // Kept trying until the store takes it (as the `each` marks are): the lane sends
         // nothing else meanwhile, so a store that fails for a while pauses the destination
         // instead of sending this again.
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let written = match &planned.send {
-                Send::Ping { .. } => {
-                    self.store
-                        .mark_done(d.id, status, message_id.clone(), now)
-                        .await
-                }
+        let store = &self.store;
+        let write = || async {
+            match &planned.send {
+                Send::Ping { .. } => store.mark_done(d.id, status, message_id.clone(), now).await,
                 Send::Edit { message } => {
-                    self.store
-                        .mark_shown(d.id, status, Some(message.clone()), false, now)
-                        .await
+                    let shown = Some(message.clone());
+                    store.mark_shown(d.id, status, shown, false, now).await
                 }
                 Send::Post | Send::Repost => {
                     let first = matches!(planned.send, Send::Post);
-                    self.store
+                    store
                         .mark_shown(d.id, status, message_id.clone(), first, now)
                         .await
                 }
                 Send::Each => Ok(()),
-            };
-            match written {
-                Ok(()) => break,
-                Err(StoreError::Closed) => {
-                    tracing::error!(delivery = d.id.0, destination = %self.name, "sent but the store closed before it was recorded; it will be sent again");
-                    return Step::Changed;
-                }
-                Err(e) => {
-                    tracing::error!(delivery = d.id.0, destination = %self.name, error = %e, "sent but could not record it yet; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
             }
+        };
+        let failed = |e: &StoreError| {
+            tracing::error!(delivery = d.id.0, destination = %self.name, error = %e, "sent but could not record it yet; trying again");
+        };
+        if !until_written(write, failed).await {
+            tracing::error!(delivery = d.id.0, destination = %self.name, "sent but the store closed before it was recorded; it will be sent again");
+            return Step::Changed;
         }
         let latency = (now - d.received_at).max(0) as f64 / 1000.0;
         metrics::counter!("printbell_deliveries_total", "destination" => self.name.clone(), "outcome" => "done").increment(1);
@@ -530,22 +520,12 @@ impl Lane {
     async fn pinged(&mut self, guard: &PingGuard, now: i64) {
         metrics::counter!("printbell_pings_total", "destination" => self.name.clone(), "outcome" => "sent").increment(1);
         let until = now.saturating_add(guard.every_ms);
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let r = self
-                .store
-                .open_ping_window(&self.name, &guard.key, until, guard.every_ms, now)
-                .await;
-            match r {
-                Ok(()) => return,
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::error!(destination = %self.name, error = %e, "pinged but could not start the ping interval yet; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let (store, name) = (&self.store, self.name.as_str());
+        let write = || store.open_ping_window(name, &guard.key, until, guard.every_ms, now);
+        let failed = |e: &StoreError| {
+            tracing::error!(destination = %name, error = %e, "pinged but could not start the ping interval yet; trying again");
+        };
+        until_written(write, failed).await;
     }
 
     /// Stores the summaries of every interval that ended with pings held back, if this lane
@@ -763,17 +743,30 @@ async fn mark_done(
     message_id: Option<String>,
     now: i64,
 ) {
+    let write = || store.mark_done(id, status, message_id.clone(), now);
+    let failed = |e: &StoreError| {
+        tracing::error!(destination = %destination, delivery = id.0, error = %e, "posted but could not mark done yet; trying again");
+    };
+    if !until_written(write, failed).await {
+        tracing::error!(destination = %destination, delivery = id.0, "posted but the store closed before it was marked done; it will be sent again");
+    }
+}
+
+/// Runs the store write `write` until it commits, telling `failed` of each failure and pausing
+/// after it (100 ms, doubling, at most 5 s): a store that fails for a while pauses the lane
+/// instead of losing the write. `false` when the store closed.
+async fn until_written<F, Fut>(mut write: F, failed: impl Fn(&StoreError)) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let mut pause = Duration::from_millis(100);
     loop {
-        let r = store.mark_done(id, status, message_id.clone(), now).await;
-        match r {
-            Ok(()) => return,
-            Err(StoreError::Closed) => {
-                tracing::error!(destination = %destination, delivery = id.0, "posted but the store closed before it was marked done; it will be sent again");
-                return;
-            }
+        match write().await {
+            Ok(()) => return true,
+            Err(StoreError::Closed) => return false,
             Err(e) => {
-                tracing::error!(destination = %destination, delivery = id.0, error = %e, "posted but could not mark done yet; trying again");
+                failed(&e);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
