@@ -35,6 +35,14 @@
 //! | `PRINTBELL_BENCH_OPEN_SECS` | `10` | open-loop measured seconds (after 1 s warm-up) |
 //! | `PRINTBELL_BENCH_E2E_WAIT` | `20` | seconds to wait for open-loop deliveries to arrive |
 //! | `PRINTBELL_BENCH_DIR` | system temp | where the temporary store is created |
+//! | `PRINTBELL_BENCH_PG_REPLICAS` | `1,2,3` | replica counts measured on PostgreSQL (`0`: none) |
+//! | `PRINTBELL_BENCH_PG_SECS` | `4` | measured closed-loop seconds per replica count |
+//!
+//! 5. PostgreSQL, for each replica count: that many printbell processes on one fresh database
+//!    (`testkit::postgres`: `PRINTBELL_TEST_DATABASE_URL`, else a private server), the
+//!    closed loop's clients and the open loop's requests spread over them round-robin; the
+//!    same drain, open loop and durability checks. CPU is summed over the replicas; the
+//!    database server's (postmaster and backends) is read separately when it runs here.
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
@@ -47,7 +55,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use testkit::host::{busy_steal, cpu_secs, machine};
+use testkit::host::{busy_steal, cpu_secs, machine, tree_cpu_secs};
+use testkit::postgres::{Database, Server};
+use testkit::store::Stored;
 use testkit::{free_port, ChildService, Launch, Proc, WEBHOOK_PATH};
 
 const ROLE_ENV: &str = "PRINTBELL_BENCH_ROLE";
@@ -85,6 +95,9 @@ struct Settings {
     open_secs: u64,
     e2e_wait: u64,
     dir: Option<PathBuf>,
+    /// Replica counts to measure on PostgreSQL (empty: none).
+    pg_replicas: Vec<usize>,
+    pg_secs: f64,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -106,6 +119,13 @@ impl Settings {
             open_secs: env_or("PRINTBELL_BENCH_OPEN_SECS", 10),
             e2e_wait: env_or("PRINTBELL_BENCH_E2E_WAIT", 20),
             dir: std::env::var_os("PRINTBELL_BENCH_DIR").map(PathBuf::from),
+            pg_replicas: std::env::var("PRINTBELL_BENCH_PG_REPLICAS")
+                .unwrap_or_else(|_| "1,2,3".into())
+                .split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .filter(|n| *n > 0)
+                .collect(),
+            pg_secs: env_or("PRINTBELL_BENCH_PG_SECS", 4.0),
         }
     }
 }
@@ -265,22 +285,17 @@ impl Printbell {
     }
 }
 
-async fn start_printbell(s: &Settings, sink_port: u16, tag: &str) -> Printbell {
-    let dir = match &s.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .expect("temp dir");
-    let store = dir.path().join("printbell.db");
-    let port = free_port();
-    let config = format!(
+/// The benchmark's config: two Discord destinations on the sinks, one route to both. `store`
+/// is the `[store]` section's key line. The listen port comes from `PRINTBELL_LISTEN`.
+fn bench_config(store: &str, sink_port: u16) -> String {
+    format!(
         r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:8080"
 webhook_path = "{WEBHOOK_PATH}"
 max_body_bytes = 1048576
 
 [store]
-path = "{store}"
+{store}
 
 [delivery]
 timeout = "10s"
@@ -299,14 +314,27 @@ username = "printbell"
 
 [[routes]]
 to = ["discord-a", "discord-b"]
-"#,
-        store = store.display()
-    );
+"#
+    )
+}
+
+fn temp_dir(s: &Settings) -> tempfile::TempDir {
+    match &s.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir")
+}
+
+async fn start_printbell(s: &Settings, sink_port: u16, tag: &str) -> Printbell {
+    let dir = temp_dir(s);
+    let store = dir.path().join("printbell.db");
+    let config = bench_config(&format!("path = \"{}\"", store.display()), sink_port);
     let config_path = dir.path().join("notifier.toml");
     std::fs::write(&config_path, config).expect("write config");
     let svc = ChildService::launch(Launch {
         config: &config_path,
-        port,
+        port: free_port(),
         stderr_path: dir.path().join(format!("printbell-{tag}.log")),
         rust_log: &s.log,
         envs: &[],
@@ -316,6 +344,66 @@ to = ["discord-a", "discord-b"]
         svc,
         store,
         _dir: dir,
+    }
+}
+
+/// `n` printbell replicas on one fresh PostgreSQL database (dropped with this value).
+struct Replicas {
+    svcs: Vec<ChildService>,
+    db: Database,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    async fn start(s: &Settings, server: &Server, n: usize, sink_port: u16, tag: &str) -> Replicas {
+        let db = server.database().await;
+        let dir = temp_dir(s);
+        let config = bench_config(&format!("url = \"{}\"", db.url), sink_port);
+        let config_path = dir.path().join("notifier.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut svcs = Vec::new();
+        for i in 1..=n {
+            svcs.push(
+                ChildService::launch(Launch {
+                    config: &config_path,
+                    port: free_port(),
+                    stderr_path: dir.path().join(format!("printbell-{tag}-{i}.log")),
+                    rust_log: &s.log,
+                    envs: &[],
+                })
+                .await,
+            );
+        }
+        Replicas {
+            svcs,
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.svcs
+            .iter()
+            .map(|svc| format!("{}{WEBHOOK_PATH}", svc.base))
+            .collect()
+    }
+
+    fn meter(&self, db: Option<u32>) -> Meter {
+        Meter {
+            servers: self.svcs.iter().map(ChildService::pid).collect(),
+            db,
+        }
+    }
+
+    /// SIGKILLs every replica, then counts the `acked` events the database holds with both
+    /// deliveries. Returns (acknowledged, found complete) and the replicas' logs.
+    async fn kill_and_verify(&mut self, acked: &[u64]) -> (usize, usize, String) {
+        for svc in &mut self.svcs {
+            svc.kill();
+        }
+        let stored = self.db.stored().await;
+        let log = self.svcs.iter().map(ChildService::log).collect();
+        (acked.len(), count_durable(&stored, acked), log)
     }
 }
 
@@ -411,8 +499,10 @@ struct ClosedResult {
     acked: Vec<u64>,
     /// Non-202 answers by status (0 = transport error).
     refused: HashMap<u16, u64>,
-    /// CPU seconds the server used in the measured window.
+    /// CPU seconds the server (every replica) used in the measured window.
     server_cpu: f64,
+    /// CPU seconds the database server used in the window (0 without one).
+    db_cpu: f64,
     /// CPU seconds this process (load generator, and the idle sinks) used in the window.
     gen_cpu: f64,
     /// Fraction of all CPUs busy (any process, steal included) in the window.
@@ -421,24 +511,50 @@ struct ClosedResult {
     machine_steal: f64,
 }
 
-/// A CPU snapshot: (server CPU s, own CPU s, machine).
-fn snapshot(server_pid: u32) -> (f64, f64, (u64, u64, u64)) {
-    (
-        cpu_secs(server_pid),
-        cpu_secs(std::process::id()),
-        machine(),
-    )
+/// Whose CPU a measurement counts: the server processes (every replica) and the database
+/// server's process tree, when there is one on this machine.
+#[derive(Clone)]
+struct Meter {
+    servers: Vec<u32>,
+    db: Option<u32>,
+}
+
+/// CPU seconds so far, as a [`Meter`] reads them.
+#[derive(Clone, Copy)]
+struct Reading {
+    server: f64,
+    db: f64,
+    own: f64,
+    machine: (u64, u64, u64),
+}
+
+impl Meter {
+    fn one(pid: u32) -> Meter {
+        Meter {
+            servers: vec![pid],
+            db: None,
+        }
+    }
+
+    fn read(&self) -> Reading {
+        Reading {
+            server: self.servers.iter().copied().map(cpu_secs).sum(),
+            db: self.db.map(tree_cpu_secs).unwrap_or(0.0),
+            own: cpu_secs(std::process::id()),
+            machine: machine(),
+        }
+    }
 }
 
 /// `clients` keep-alive connections, each posting the next event as soon as the previous one
 /// is answered, for `warmup + secs`; only answers arriving in the last `secs` are counted.
+/// Client `i` posts to `urls[i % n]` (replicas share the clients round-robin).
 async fn closed_loop(
-    url: &str,
+    urls: &[String],
     clients: usize,
     window: Duration,
-    gen: Arc<EventGen>,
-    next_seq: Arc<AtomicU64>,
-    server_pid: u32,
+    load: &Load,
+    meter: &Meter,
 ) -> ClosedResult {
     let client = load_client();
     let start = Instant::now();
@@ -447,19 +563,20 @@ async fn closed_loop(
     let cpu_at_start = Arc::new(Mutex::new(None));
     {
         let cpu = cpu_at_start.clone();
+        let meter = meter.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(window_start.into()).await;
             if let Ok(mut c) = cpu.lock() {
-                *c = Some(snapshot(server_pid));
+                *c = Some(meter.read());
             }
         });
     }
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for i in 0..clients {
         let client = client.clone();
-        let url = url.to_string();
-        let gen = gen.clone();
-        let next_seq = next_seq.clone();
+        let url = urls[i % urls.len()].clone();
+        let gen = load.gen.clone();
+        let next_seq = load.seq.clone();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut in_window = 0u64;
@@ -493,11 +610,12 @@ async fn closed_loop(
             *out.refused.entry(k).or_default() += v;
         }
     }
-    let end_snap = snapshot(server_pid);
-    if let Some(start_snap) = cpu_at_start.lock().ok().and_then(|c| *c) {
-        out.server_cpu = end_snap.0 - start_snap.0;
-        out.gen_cpu = end_snap.1 - start_snap.1;
-        (out.machine_busy, out.machine_steal) = busy_steal(start_snap.2, end_snap.2);
+    let end = meter.read();
+    if let Some(start) = cpu_at_start.lock().ok().and_then(|c| *c) {
+        out.server_cpu = end.server - start.server;
+        out.db_cpu = end.db - start.db;
+        out.gen_cpu = end.own - start.own;
+        (out.machine_busy, out.machine_steal) = busy_steal(start.machine, end.machine);
     }
     out.throughput = out.acked_in_window as f64 / window.as_secs_f64();
     out
@@ -517,21 +635,18 @@ struct OpenResult {
 /// Posts at a fixed rate regardless of answers. A pacing thread (std sleep: ~0.1 ms slack,
 /// where tokio's timer wheel has 1 ms) spawns each request on the runtime at its time;
 /// latency is measured from the intended send time, so a stall counts against every request
-/// it delays (no coordinated omission).
-async fn open_loop(
-    url: &str,
-    rate: u64,
-    secs: u64,
-    gen: Arc<EventGen>,
-    next_seq: Arc<AtomicU64>,
-) -> OpenResult {
+/// it delays (no coordinated omission). Request `i` goes to `urls[i % n]` (round-robin over
+/// replicas).
+async fn open_loop(urls: &[String], rate: u64, secs: u64, load: &Load) -> OpenResult {
+    let gen = load.gen.clone();
+    let next_seq = load.seq.clone();
     let client = load_client();
     let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let warm = (OPEN_WARMUP.as_nanos() / period.as_nanos()) as u64;
     let total = warm + rate * secs;
     let handle = tokio::runtime::Handle::current();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let url = url.to_string();
+    let urls = urls.to_vec();
     let pacer = std::thread::spawn(move || {
         let start = Instant::now() + Duration::from_millis(5);
         let mut first_measured_seq = 0;
@@ -547,7 +662,7 @@ async fn open_loop(
             }
             let body = gen.body(seq);
             let client = client.clone();
-            let url = url.clone();
+            let url = urls[i as usize % urls.len()].clone();
             let intended = ns_of(at);
             let measured = i >= warm;
             let task = handle.spawn(async move {
@@ -596,14 +711,18 @@ async fn open_loop(
 fn verify_durable(pb: &mut Printbell, acked: &[u64]) -> (usize, usize) {
     pb.svc.kill();
     let stored = testkit::store::stored(&pb.store);
-    let ok = acked
+    (acked.len(), count_durable(&stored, acked))
+}
+
+/// How many of the `acked` events `stored` holds, with their two deliveries.
+fn count_durable(stored: &Stored, acked: &[u64]) -> usize {
+    acked
         .iter()
         .map(|s| event_id(*s))
         .filter(|id| {
             stored.events.contains(id) && stored.deliveries.get(id) == Some(&(FAN_OUT as i64))
         })
-        .count();
-    (acked.len(), ok)
+        .count()
 }
 
 /// Nearest-rank percentile of sorted nanoseconds; `None` = beyond the data (undelivered).
@@ -720,8 +839,23 @@ async fn run() -> i32 {
     let drain = phase_drain(&s, &mut servers.pb, &servers.sinks, &ingest).await;
     drop(servers.pb);
     let open = phase_open_loop(&s, servers.sink_port, &servers.sinks, &load).await;
-    report_logged_problems(&[("closed", &drain.log), ("open", &open.log)]);
+    let pg = phase_postgres(&s, &servers.sinks, servers.sink_port, &load).await;
+    if let Err(why) = &pg {
+        eprintln!("[5/5] PostgreSQL not measured: {why}");
+    }
+    let mut logs = vec![
+        ("closed loop".to_string(), drain.log.clone()),
+        ("open loop".to_string(), open.log.clone()),
+    ];
+    for row in pg.iter().flatten() {
+        logs.push((
+            format!("PostgreSQL, {} replicas", row.replicas),
+            row.log.clone(),
+        ));
+    }
+    report_logged_problems(&logs);
     print_summary(&s, nproc, bench_start, &ingest, &floor, &drain, &open);
+    print_stores(&s, &ingest, &drain, &open, &pg);
     0
 }
 
@@ -790,10 +924,11 @@ async fn phase_ingest(s: &Settings, servers: &Servers, load: &Load, idle_rss: u6
     let pb = &servers.pb;
     let sinks = &servers.sinks;
     let window = Duration::from_secs_f64(s.secs);
-    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
-    let pb_url = format!("{}{WEBHOOK_PATH}", pb.svc.base);
+    let bare_url = [format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}")];
+    let pb_url = [format!("{}{WEBHOOK_PATH}", pb.svc.base)];
+    let (bare_meter, pb_meter) = (Meter::one(bare.pid()), Meter::one(pb.pid()));
     eprintln!(
-        "[1/4] ingest, closed loop: bare poem handler (pid {}) vs printbell (pid {}, idle RSS {:.1} MiB)",
+        "[1/5] ingest, closed loop: bare poem handler (pid {}) vs printbell (pid {}, idle RSS {:.1} MiB)",
         bare.pid(),
         pb.pid(),
         mib(idle_rss)
@@ -808,26 +943,10 @@ async fn phase_ingest(s: &Settings, servers: &Servers, load: &Load, idle_rss: u6
         // printbell is stopped (SIGSTOP) while the bare handler is measured, so its delivery
         // lanes working through the backlog do not take CPU from the bare handler's round.
         pb.svc.signal("STOP");
-        let b = closed_loop(
-            &bare_url,
-            s.clients,
-            window,
-            load.gen.clone(),
-            load.seq.clone(),
-            bare.pid(),
-        )
-        .await;
+        let b = closed_loop(&bare_url, s.clients, window, load, &bare_meter).await;
         pb.svc.signal("CONT");
         let started = Instant::now();
-        let p = closed_loop(
-            &pb_url,
-            s.clients,
-            window,
-            load.gen.clone(),
-            load.seq.clone(),
-            pb.pid(),
-        )
-        .await;
+        let p = closed_loop(&pb_url, s.clients, window, load, &pb_meter).await;
         pb_time += started.elapsed().as_secs_f64();
         let ratio = p.throughput / b.throughput.max(1.0);
         eprintln!(
@@ -887,21 +1006,14 @@ struct Floor {
 /// rate; the bare handler is stopped afterwards.
 async fn phase_bare_open_loop(s: &Settings, bare: (Proc, u16), load: &Load) -> Floor {
     let (mut bare, bare_port) = bare;
-    let bare_url = format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}");
+    let bare_url = [format!("http://127.0.0.1:{bare_port}{WEBHOOK_PATH}")];
     eprintln!(
-        "[2/4] bare poem handler, open loop at {}/s for {} s …",
+        "[2/5] bare poem handler, open loop at {}/s for {} s …",
         s.rate,
         s.open_secs.min(BARE_OPEN_SECS)
     );
     let m0 = machine();
-    let bare_open = open_loop(
-        &bare_url,
-        s.rate,
-        s.open_secs.min(BARE_OPEN_SECS),
-        load.gen.clone(),
-        load.seq.clone(),
-    )
-    .await;
+    let bare_open = open_loop(&bare_url, s.rate, s.open_secs.min(BARE_OPEN_SECS), load).await;
     let (bare_busy, bare_steal) = busy_steal(m0, machine());
     let mut bare_ack: Vec<Option<u64>> = bare_open.acked.iter().map(|a| Some(a.2)).collect();
     bare_ack.sort();
@@ -934,36 +1046,66 @@ struct Drain {
     log: String,
 }
 
+/// What waiting for a backlog to be delivered measured.
+struct Drained {
+    messages: u64,
+    secs: f64,
+    /// Messages the sinks still expected at the end.
+    left: u64,
+    server_cpu: f64,
+    db_cpu: f64,
+}
+
+impl Drained {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.secs.max(0.001)
+    }
+}
+
+/// Waits, at most `limit`, until the sinks have received `expected` messages in all; what
+/// arrived meanwhile and the CPU it took.
+async fn drain(sinks: &Sinks, expected: u64, limit: Duration, meter: &Meter) -> Drained {
+    let start = Instant::now();
+    let from = sinks.total.load(Ordering::Relaxed);
+    let cpu_from = meter.read();
+    while sinks.total.load(Ordering::Relaxed) < expected && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cpu_to = meter.read();
+    let total = sinks.total.load(Ordering::Relaxed);
+    Drained {
+        messages: total - from,
+        secs: start.elapsed().as_secs_f64(),
+        left: expected.saturating_sub(total),
+        server_cpu: cpu_to.server - cpu_from.server,
+        db_cpu: cpu_to.db - cpu_from.db,
+    }
+}
+
 /// Phase 3: no new events; the backlog is delivered as fast as the lanes go. Then SIGKILL and
 /// the durability check.
 async fn phase_drain(s: &Settings, pb: &mut Printbell, sinks: &Sinks, ingest: &Ingest) -> Drain {
     eprintln!(
-        "[3/4] printbell delivery drain (at most {} s) …",
+        "[3/5] printbell delivery drain (at most {} s) …",
         s.drain_secs
     );
     let expected = ingest.sunk_before + ingest.pb_r.acked.len() as u64 * FAN_OUT;
-    let drain_start = Instant::now();
-    let drain_from = sinks.total.load(Ordering::Relaxed);
-    let cpu_drain_from = cpu_secs(pb.pid());
-    let drain_deadline = drain_start + Duration::from_secs(s.drain_secs);
-    while sinks.total.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let drained = sinks.total.load(Ordering::Relaxed) - drain_from;
-    let drain_secs = drain_start.elapsed().as_secs_f64();
-    let drain_cpu = cpu_secs(pb.pid()) - cpu_drain_from;
-    let delivery_rate = drained as f64 / drain_secs;
-    let backlog_left = expected.saturating_sub(sinks.total.load(Ordering::Relaxed));
+    let limit = Duration::from_secs(s.drain_secs);
+    let d = drain(sinks, expected, limit, &Meter::one(pb.pid())).await;
     let (_, hwm_closed) = rss_kib(pb.pid());
     eprintln!(
-        "      {drained} messages in {drain_secs:.1} s = {delivery_rate:.0} msg/s ({:.0} µs printbell CPU/message), {backlog_left} still queued; peak RSS {:.1} MiB",
-        drain_cpu * 1e6 / drained.max(1) as f64,
+        "      {} messages in {:.1} s = {:.0} msg/s ({:.0} µs printbell CPU/message), {} still queued; peak RSS {:.1} MiB",
+        d.messages,
+        d.secs,
+        d.rate(),
+        d.server_cpu * 1e6 / d.messages.max(1) as f64,
+        d.left,
         mib(hwm_closed)
     );
     let (acked_closed, durable_closed) = verify_durable(pb, &ingest.pb_r.acked);
     eprintln!("      after SIGKILL: {durable_closed} of {acked_closed} acknowledged events found in the store with {FAN_OUT} deliveries");
     Drain {
-        delivery_rate,
+        delivery_rate: d.rate(),
         hwm: hwm_closed,
         acked: acked_closed,
         durable: durable_closed,
@@ -974,49 +1116,48 @@ async fn phase_drain(s: &Settings, pb: &mut Printbell, sinks: &Sinks, ingest: &I
 /// Phase 4's results.
 struct Open {
     idle_rss: u64,
-    /// Ack latencies (ns), sorted.
-    ack: Vec<Option<u64>>,
-    /// End-to-end latencies (ns), sorted, None (undelivered) last.
-    e2e: Vec<Option<u64>>,
-    refused_none: bool,
-    /// Messages per second the sinks received from the first send to the end of the wait.
-    delivery_rate: f64,
+    run: OpenRun,
     hwm: u64,
     acked: usize,
     durable: usize,
     log: String,
 }
 
-/// Phase 4: a fresh printbell (empty queue), open loop at the fixed rate → ack latency and
-/// end-to-end latency; then SIGKILL and the durability check.
-async fn phase_open_loop(s: &Settings, sink_port: u16, sinks: &Sinks, load: &Load) -> Open {
-    let mut pb = start_printbell(s, sink_port, "open").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (idle_rss2, _) = rss_kib(pb.pid());
-    eprintln!(
-        "[4/4] printbell open loop at {}/s for {} s (pid {}, idle RSS {:.1} MiB) …",
-        s.rate,
-        s.open_secs,
-        pb.pid(),
-        mib(idle_rss2)
-    );
-    let url = format!("{}{WEBHOOK_PATH}", pb.svc.base);
+/// What an open loop against printbell measured, up to the end of the wait for deliveries.
+struct OpenRun {
+    /// Ack latencies (ns), sorted.
+    ack: Vec<Option<u64>>,
+    /// End-to-end latencies (ns), sorted, None (undelivered) last.
+    e2e: Vec<Option<u64>>,
+    refused: HashMap<u16, u64>,
+    /// The acknowledged measured events.
+    acked: Vec<u64>,
+    /// Messages per second the sinks received from the first send to the end of the wait.
+    delivery_rate: f64,
+    /// CPU per acknowledged event (µs) from the first send to the end of the wait: printbell
+    /// (all replicas) and the database server.
+    server_us: f64,
+    db_us: f64,
+}
+
+/// Posts at the fixed rate to `urls` (round-robin), then waits (bounded) for the deliveries of
+/// the measured events.
+async fn measure_open(
+    s: &Settings,
+    urls: &[String],
+    sinks: &Sinks,
+    load: &Load,
+    meter: &Meter,
+) -> OpenRun {
     if let Ok(mut a) = sinks.arrivals.lock() {
         a.clear();
     }
     sinks.recording.store(true, Ordering::Relaxed);
     let sunk_before = sinks.total.load(Ordering::Relaxed);
     let open_started = Instant::now();
-    let m0 = machine();
-    let open = open_loop(
-        &url,
-        s.rate,
-        s.open_secs,
-        load.gen.clone(),
-        load.seq.clone(),
-    )
-    .await;
-    let (open_busy, open_steal) = busy_steal(m0, machine());
+    let cpu0 = meter.read();
+    let open = open_loop(urls, s.rate, s.open_secs, load).await;
+    let (busy, steal) = busy_steal(cpu0.machine, machine());
     let sent_elapsed = open_started.elapsed();
     // Wait for the deliveries of the measured events (bounded).
     let wanted = open.acked.len() as u64 * FAN_OUT;
@@ -1033,14 +1174,9 @@ async fn phase_open_loop(s: &Settings, sink_port: u16, sinks: &Sinks, load: &Loa
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sinks.recording.store(false, Ordering::Relaxed);
-    let open_total_secs = open_started.elapsed().as_secs_f64();
-    let open_delivered = sinks.total.load(Ordering::Relaxed) - sunk_before;
-    let (_, hwm_open) = rss_kib(pb.pid());
-    let (acked_open, durable_open) =
-        verify_durable(&mut pb, &open.acked.iter().map(|a| a.0).collect::<Vec<_>>());
-    let open_log = pb.svc.log();
-    drop(pb);
-
+    let cpu1 = meter.read();
+    let total_secs = open_started.elapsed().as_secs_f64();
+    let delivered = sinks.total.load(Ordering::Relaxed) - sunk_before;
     let mut ack: Vec<Option<u64>> = open.acked.iter().map(|a| Some(a.2)).collect();
     ack.sort();
     let e2e = end_to_end(&open, sinks);
@@ -1050,24 +1186,225 @@ async fn phase_open_loop(s: &Settings, sink_port: u16, sinks: &Sinks, load: &Loa
         open.sent,
         sent_elapsed.as_secs_f64(),
         ms(pct(&open.lag, 0.99)),
-        open_busy * 100.0,
-        open_steal * 100.0,
+        busy * 100.0,
+        steal * 100.0,
         open.acked.len(),
         refused_text(&open.refused),
         e2e.len() - undelivered,
         e2e.len(),
         s.e2e_wait
     );
-    Open {
-        idle_rss: idle_rss2,
+    // Every event sent, warm-up included, is work done in the span measured.
+    let events = (open.acked.len() as f64
+        * (1.0 + OPEN_WARMUP.as_secs_f64() / s.open_secs.max(1) as f64))
+        .max(1.0);
+    OpenRun {
         ack,
         e2e,
-        refused_none: open.refused.is_empty(),
-        delivery_rate: open_delivered as f64 / open_total_secs,
+        refused: open.refused.clone(),
+        acked: open.acked.iter().map(|a| a.0).collect(),
+        delivery_rate: delivered as f64 / total_secs,
+        server_us: (cpu1.server - cpu0.server) * 1e6 / events,
+        db_us: (cpu1.db - cpu0.db) * 1e6 / events,
+    }
+}
+
+/// Phase 4: a fresh printbell (empty queue), open loop at the fixed rate → ack latency and
+/// end-to-end latency; then SIGKILL and the durability check.
+async fn phase_open_loop(s: &Settings, sink_port: u16, sinks: &Sinks, load: &Load) -> Open {
+    let mut pb = start_printbell(s, sink_port, "open").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss2, _) = rss_kib(pb.pid());
+    eprintln!(
+        "[4/5] printbell open loop at {}/s for {} s (pid {}, idle RSS {:.1} MiB) …",
+        s.rate,
+        s.open_secs,
+        pb.pid(),
+        mib(idle_rss2)
+    );
+    let url = [format!("{}{WEBHOOK_PATH}", pb.svc.base)];
+    let run = measure_open(s, &url, sinks, load, &Meter::one(pb.pid())).await;
+    let (_, hwm_open) = rss_kib(pb.pid());
+    let (acked_open, durable_open) = verify_durable(&mut pb, &run.acked);
+    let open_log = pb.svc.log();
+    drop(pb);
+    Open {
+        idle_rss: idle_rss2,
+        run,
         hwm: hwm_open,
         acked: acked_open,
         durable: durable_open,
         log: open_log,
+    }
+}
+
+/// One PostgreSQL row of the store comparison: `replicas` processes on one database.
+struct PgRow {
+    replicas: usize,
+    ingest: ClosedResult,
+    drained: Drained,
+    open: OpenRun,
+    acked: usize,
+    durable: usize,
+    log: String,
+}
+
+/// Phase 5: for each replica count, the closed loop, the drain and the open loop on
+/// PostgreSQL (a fresh database for each), or why there is no PostgreSQL to measure.
+async fn phase_postgres(
+    s: &Settings,
+    sinks: &Sinks,
+    sink_port: u16,
+    load: &Load,
+) -> Result<Vec<PgRow>, String> {
+    if s.pg_replicas.is_empty() {
+        return Err("PRINTBELL_BENCH_PG_REPLICAS names no replica count".into());
+    }
+    let server = tokio::task::block_in_place(testkit::postgres::server)?;
+    let db_pid = server.server_pid().await;
+    match db_pid {
+        Some(pid) => eprintln!(
+            "[5/5] PostgreSQL (server process {pid} and its backends measured separately), replicas {:?} …",
+            s.pg_replicas
+        ),
+        None => eprintln!(
+            "[5/5] PostgreSQL (server not on this machine: its CPU is not measured), replicas {:?} …",
+            s.pg_replicas
+        ),
+    }
+    let mut rows = Vec::new();
+    for &n in &s.pg_replicas {
+        rows.push(postgres_row(s, server, db_pid, n, sinks, sink_port, load).await);
+    }
+    Ok(rows)
+}
+
+/// `n` replicas: closed loop and drain on one database, then open loop on a fresh one.
+async fn postgres_row(
+    s: &Settings,
+    server: &Server,
+    db_pid: Option<u32>,
+    n: usize,
+    sinks: &Sinks,
+    sink_port: u16,
+    load: &Load,
+) -> PgRow {
+    let mut r = Replicas::start(s, server, n, sink_port, &format!("pg{n}-closed")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let meter = r.meter(db_pid);
+    let sunk_before = sinks.total.load(Ordering::Relaxed);
+    let window = Duration::from_secs_f64(s.pg_secs);
+    let ingest = closed_loop(&r.urls(), s.clients, window, load, &meter).await;
+    let per_event = |cpu: f64| cpu * 1e6 / ingest.acked_in_window.max(1) as f64;
+    eprintln!(
+        "      {n} replica(s), closed loop: {:.0} events/s ({:.0} µs printbell + {:.0} µs PostgreSQL CPU/event; CPUs {:.0} % busy, {:.1} % stolen), refused: {}",
+        ingest.throughput,
+        per_event(ingest.server_cpu),
+        per_event(ingest.db_cpu),
+        ingest.machine_busy * 100.0,
+        ingest.machine_steal * 100.0,
+        refused_text(&ingest.refused),
+    );
+    let expected = sunk_before + ingest.acked.len() as u64 * FAN_OUT;
+    let limit = Duration::from_secs(s.drain_secs);
+    let drained = drain(sinks, expected, limit, &meter).await;
+    let per_msg = |cpu: f64| cpu * 1e6 / drained.messages.max(1) as f64;
+    eprintln!(
+        "      drain: {} messages in {:.1} s = {:.0} msg/s ({:.0} µs printbell + {:.0} µs PostgreSQL CPU/message), {} still queued",
+        drained.messages,
+        drained.secs,
+        drained.rate(),
+        per_msg(drained.server_cpu),
+        per_msg(drained.db_cpu),
+        drained.left
+    );
+    let (acked_closed, durable_closed, log_closed) = r.kill_and_verify(&ingest.acked).await;
+    drop(r);
+
+    let mut r = Replicas::start(s, server, n, sink_port, &format!("pg{n}-open")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!(
+        "      {n} replica(s), open loop at {}/s for {} s …",
+        s.rate, s.open_secs
+    );
+    let open = measure_open(s, &r.urls(), sinks, load, &r.meter(db_pid)).await;
+    let (acked_open, durable_open, log_open) = r.kill_and_verify(&open.acked).await;
+    eprintln!(
+        "      after SIGKILL: {} of {} acknowledged events found in the database with {FAN_OUT} deliveries",
+        durable_closed + durable_open,
+        acked_closed + acked_open
+    );
+    PgRow {
+        replicas: n,
+        ingest,
+        drained,
+        open,
+        acked: acked_closed + acked_open,
+        durable: durable_closed + durable_open,
+        log: log_closed + &log_open,
+    }
+}
+
+/// The stores side by side (stdout): SQLite from phases 1–4, PostgreSQL from phase 5.
+fn print_stores(
+    s: &Settings,
+    ingest: &Ingest,
+    drain: &Drain,
+    open: &Open,
+    pg: &Result<Vec<PgRow>, String>,
+) {
+    println!();
+    println!(
+        "| store | ingest, closed loop | CPU/event, closed loop: printbell + PostgreSQL | ack p50 / p99 at {0}/s | end-to-end p50 / p99 at {0}/s | CPU/event at {0}/s: printbell + PostgreSQL | delivery drain | acknowledged events in the store |",
+        s.rate
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let cells = |run: &OpenRun| {
+        (
+            format!("{} / {}", ms(pct(&run.ack, 0.5)), ms(pct(&run.ack, 0.99))),
+            format!("{} / {}", ms(pct(&run.e2e, 0.5)), ms(pct(&run.e2e, 0.99))),
+        )
+    };
+    let (ack, e2e) = cells(&open.run);
+    println!(
+        "| SQLite, 1 process | {:.0} events/s | {:.0} µs | {ack} | {e2e} | {:.0} µs | {:.0} msg/s | {} / {} |",
+        ingest.pb_tp,
+        ingest.pb_r.server_us(),
+        open.run.server_us,
+        drain.delivery_rate,
+        drain.durable + open.durable,
+        drain.acked + open.acked,
+    );
+    match pg {
+        Ok(rows) => {
+            for row in rows {
+                let (ack, e2e) = cells(&row.open);
+                let per_event = |cpu: f64| cpu * 1e6 / row.ingest.acked_in_window.max(1) as f64;
+                let refused = if row.ingest.refused.is_empty() && row.open.refused.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (refused: {} closed, {} open)",
+                        refused_text(&row.ingest.refused),
+                        refused_text(&row.open.refused)
+                    )
+                };
+                println!(
+                    "| PostgreSQL, {} replica{} | {:.0} events/s{refused} | {:.0} + {:.0} µs | {ack} | {e2e} | {:.0} + {:.0} µs | {:.0} msg/s | {} / {} |",
+                    row.replicas,
+                    if row.replicas == 1 { "" } else { "s" },
+                    row.ingest.throughput,
+                    per_event(row.ingest.server_cpu),
+                    per_event(row.ingest.db_cpu),
+                    row.open.server_us,
+                    row.open.db_us,
+                    row.drained.rate(),
+                    row.durable,
+                    row.acked,
+                );
+            }
+        }
+        Err(why) => println!("| PostgreSQL | not measured: {why} | | | | | | |"),
     }
 }
 
@@ -1095,7 +1432,7 @@ fn end_to_end(open: &OpenResult, sinks: &Sinks) -> Vec<Option<u64>> {
 }
 
 /// The first ERROR / WARN lines of each printbell log, if any (stderr).
-fn report_logged_problems(logs: &[(&str, &String)]) {
+fn report_logged_problems(logs: &[(String, String)]) {
     for (name, log) in logs {
         let problems: Vec<&str> = log
             .lines()
@@ -1103,7 +1440,7 @@ fn report_logged_problems(logs: &[(&str, &String)]) {
             .take(5)
             .collect();
         if !problems.is_empty() {
-            eprintln!("printbell ({name} loop) logged problems, first ones:");
+            eprintln!("printbell ({name}) logged problems, first ones:");
             for p in problems {
                 eprintln!("  {p}");
             }
@@ -1124,7 +1461,7 @@ fn print_summary(
     let (ratio, bare_tp, pb_tp) = (ingest.ratio, ingest.bare_tp, ingest.pb_tp);
     let (bare_r, pb_r) = (&ingest.bare_r, &ingest.pb_r);
     let bare_ack = &floor.ack;
-    let (ack, e2e) = (&open.ack, &open.e2e);
+    let (ack, e2e) = (&open.run.ack, &open.run.e2e);
     let (hwm_closed, hwm_open) = (drain.hwm, open.hwm);
     let (durable_closed, acked_closed) = (drain.durable, drain.acked);
     let (durable_open, acked_open) = (open.durable, open.acked);
@@ -1137,7 +1474,7 @@ fn print_summary(
     let idle = ingest.idle_rss.max(open.idle_rss);
     let all_durable = durable_closed == acked_closed && durable_open == acked_open;
     let t_ingest = ratio >= 0.40 && all_durable;
-    let t_ack = ack_p99.is_some_and(|v| v <= 5_000_000) && open.refused_none;
+    let t_ack = ack_p99.is_some_and(|v| v <= 5_000_000) && open.run.refused.is_empty();
     let t_e2e = e2e_p99.is_some_and(|v| v <= 50_000_000);
     let t_peak = peak <= 64 * 1024;
     let t_idle = idle <= 20 * 1024;
@@ -1204,7 +1541,7 @@ fn print_summary(
     );
     println!(
         "| delivery during the open loop | {:.0} msg/s (offered {} msg/s) | | |",
-        open.delivery_rate,
+        open.run.delivery_rate,
         s.rate * FAN_OUT
     );
     println!(

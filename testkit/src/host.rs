@@ -54,3 +54,31 @@ fn clock_ticks() -> f64 {
             .unwrap_or(100.0)
     })
 }
+
+/// The parent pid of a process, from `/proc/PID/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.rsplit_once(')')?.1;
+    // After the name: state, then ppid.
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU seconds of `parent` and its children: a server that forks a process per
+/// connection (PostgreSQL) as one figure. A child that exited in between is not counted, so
+/// compare readings over a span in which the connections stay open (printbell pools them).
+pub fn tree_cpu_secs(parent: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(parent))
+        .map(cpu_secs)
+        .sum();
+    cpu_secs(parent) + children
+}
+
+/// The server process (PostgreSQL's postmaster) that forked backend `backend`, if it runs on
+/// this machine.
+pub fn server_of_backend(backend: u32) -> Option<u32> {
+    parent_of(backend).filter(|p| *p > 1)
+}

@@ -163,6 +163,42 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The event ids and deliveries per event stored in this database, for the benchmark's
+    /// durability check (the same query as [`crate::store::stored`] on SQLite).
+    pub async fn stored(&self) -> crate::store::Stored {
+        let client = connect(&self.url).await;
+        let rows = client
+            .query(
+                "SELECT event_id, COUNT(*) FROM deliveries GROUP BY event_id",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading deliveries: {e:?}"));
+        let deliveries = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let rows = client
+            .query("SELECT id FROM events", &[])
+            .await
+            .unwrap_or_else(|e| panic!("reading events: {e:?}"));
+        let events = rows.iter().map(|r| r.get(0)).collect();
+        crate::store::Stored { events, deliveries }
+    }
+}
+
+impl Server {
+    /// The pid of the server process (the postmaster), when it runs on this machine: the
+    /// parent of the backend that answers a connection.
+    pub async fn server_pid(&self) -> Option<u32> {
+        let client = connect(&self.admin_url).await;
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .ok()?;
+        let backend: i32 = row.get(0);
+        crate::host::server_of_backend(u32::try_from(backend).ok()?)
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
