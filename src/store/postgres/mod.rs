@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
-use queries::NewEvent;
+use queries::{DoneMark, NewEvent};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +154,7 @@ struct AcceptJob {
 pub(super) struct PostgresQueue {
     pool: Pool,
     accepts: mpsc::Sender<AcceptJob>,
+    marks: mpsc::Sender<MarkJob>,
 }
 
 impl PostgresQueue {
@@ -185,7 +186,13 @@ impl PostgresQueue {
         drop(first);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(accept_batches(pool.clone(), rx));
-        Ok(PostgresQueue { pool, accepts: tx })
+        let (marks, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(mark_batches(pool.clone(), rx));
+        Ok(PostgresQueue {
+            pool,
+            accepts: tx,
+            marks,
+        })
     }
 
     async fn client(&self, op: &'static str, patience: Patience) -> Result<Object, StoreError> {
@@ -202,6 +209,27 @@ async fn accept_batches(pool: Pool, mut jobs: mpsc::Receiver<AcceptJob>) {
         let answers = store_events(&pool, &events).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
+        }
+    }
+}
+
+/// A "done" mark waiting for the mark batcher, and where its answer goes.
+type MarkJob = (DoneMark, oneshot::Sender<Result<(), StoreError>>);
+
+/// The mark batcher: every lane's "done" marks waiting at that moment in one statement. A
+/// lane waits for its marks before it reads its queue again, so batching changes no order.
+async fn mark_batches(pool: Pool, mut jobs: mpsc::Receiver<MarkJob>) {
+    const OP: &str = "mark a delivery done";
+    let mut batch: Vec<MarkJob> = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (marks, replies): (Vec<DoneMark>, Vec<_>) = batch.drain(..).unzip();
+        let result = match client(&pool, OP, Patience::Wait).await {
+            Ok(mut c) => timed(OP, queries::marks_done(&mut c, &marks)).await,
+            Err(e) => Err(e),
+        };
+        // A failed batch fails every mark in it; each lane tries its own again.
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
     }
 }
@@ -266,13 +294,18 @@ impl Queue for PostgresQueue {
         message_id: Option<String>,
         now: i64,
     ) -> Result<(), StoreError> {
-        const OP: &str = "mark a delivery done";
-        let c = self.client(OP, Patience::Wait).await?;
-        timed(
-            OP,
-            queries::mark_done(&c, id, status, message_id.as_deref(), now),
-        )
-        .await
+        let (reply, answer) = oneshot::channel();
+        let mark = DoneMark {
+            id,
+            status,
+            message_id,
+            now,
+        };
+        self.marks
+            .send((mark, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn mark_retry(
