@@ -456,6 +456,8 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
         .expect("purge");
     assert_eq!(purged.events, 2 + 4 + 3);
 
+    check_concurrent_marks(&s, t).await;
+
     // Leases.
     let ttl = Duration::from_secs(30);
     assert!(s.lease("d", "a", ttl).await.expect("lease"));
@@ -490,6 +492,61 @@ pub async fn check_every_operation(backend: &Backend, exclusive_leases: bool) {
     for d in ["d", "e", "other"] {
         s.release(d, "b").await.expect("release");
     }
+}
+
+/// Many "done" marks at once, as lanes send them (PostgreSQL stores those waiting together in
+/// one statement): each delivery gets its own status and message id, and nothing else moves.
+async fn check_concurrent_marks(s: &pstore::Store, t: i64) {
+    let n = 24;
+    let deliveries = (0..n)
+        .map(|i| {
+            pstore::NewDelivery::each(
+                EventType::Progress,
+                &format!("gm{i}"),
+                "marks",
+                Kind::Discord,
+                format!("{{\"n\":{i}}}"),
+            )
+        })
+        .collect();
+    let Ok(Accepted::New(ids)) = s.accept("ev-marks", deliveries, t).await else {
+        panic!("a new event is accepted");
+    };
+    let marks = ids.iter().enumerate().map(|(i, id)| {
+        let (s, id) = (s.clone(), *id);
+        // Every other one without a message id (Slack webhooks answer none).
+        let message = (i % 2 == 0).then(|| format!("msg-{i}"));
+        tokio::spawn(async move { s.mark_done(id, 200 + i as u16, message, t + i as i64).await })
+    });
+    let marks: Vec<_> = marks.collect();
+    for m in marks {
+        m.await.expect("mark task").expect("mark done");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let d = s.delivery(*id).await.expect("read").expect("stored");
+        assert_eq!(
+            (
+                d.state.as_str(),
+                d.last_status,
+                d.message_id.clone(),
+                d.attempts
+            ),
+            (
+                "done",
+                Some(200 + i as u16),
+                (i % 2 == 0).then(|| format!("msg-{i}")),
+                1
+            ),
+            "delivery {i}"
+        );
+        assert_eq!(d.updated_at, t + i as i64, "delivery {i}");
+        assert_eq!(d.body, format!("{{\"n\":{i}}}"));
+    }
+    assert!(s.heads("marks", 100).await.expect("heads").is_empty());
+    // Gone again, so the checks can run twice on one store.
+    let later = t + pstore::DEDUPE_WINDOW_MS + 200;
+    let purged = s.purge(later, true, later).await.expect("purge");
+    assert_eq!((purged.deliveries, purged.events), (n, 1));
 }
 
 /// `mention_interval`'s operations: guards stored with deliveries, intervals, held-back pings
