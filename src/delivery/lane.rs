@@ -186,7 +186,7 @@ impl Lane {
                 }
                 Hold::Elsewhere => {
                     queue.clear();
-                    self.idle(LEASE_POLL).await;
+                    self.await_lease().await;
                     continue;
                 }
             }
@@ -591,6 +591,17 @@ impl Lane {
             return Prepared::NotDue(Duration::from_millis((d.next_attempt_at - now) as u64));
         }
         Prepared::Send(Box::new(dest.clone()))
+    }
+
+    /// Waits [`LEASE_POLL`] (or until shutdown begins) before asking again for a lease held
+    /// by another replica. New work announced meanwhile does not cut the wait short: the
+    /// holder reads the shared queue and sends it, and asking with every event stored was
+    /// most of the lease traffic (BENCHMARKS.md).
+    async fn await_lease(&mut self) {
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_POLL) => {}
+            _ = self.shutdown.started() => {}
+        }
     }
 
     /// Sleeps until `d` passes, new work is announced, or shutdown begins.
