@@ -626,6 +626,8 @@ struct OpenResult {
     /// events answered 202.
     acked: Vec<(u64, u64, u64)>,
     sent: u64,
+    /// Every event acknowledged, warm-up included (the work done while the loop ran).
+    acked_all: u64,
     refused: HashMap<u16, u64>,
     first_measured_seq: u64,
     /// How late requests started compared to the schedule (the generator's own slack), sorted.
@@ -680,12 +682,14 @@ async fn open_loop(urls: &[String], rate: u64, secs: u64, load: &Load) -> OpenRe
     let mut out = OpenResult {
         acked: Vec::new(),
         sent: 0,
+        acked_all: 0,
         refused: HashMap::new(),
         first_measured_seq: 0,
         lag: Vec::new(),
     };
     while let Some(t) = rx.recv().await {
         let (seq, intended, started, done, status, measured) = t.await.expect("request task");
+        out.acked_all += u64::from(status == 202);
         if !measured {
             continue;
         }
@@ -1195,9 +1199,7 @@ async fn measure_open(
         s.e2e_wait
     );
     // Every event sent, warm-up included, is work done in the span measured.
-    let events = (open.acked.len() as f64
-        * (1.0 + OPEN_WARMUP.as_secs_f64() / s.open_secs.max(1) as f64))
-        .max(1.0);
+    let events = open.acked_all.max(1) as f64;
     OpenRun {
         ack,
         e2e,

@@ -111,6 +111,18 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl Server {
+    /// The pid of the server process (the postmaster), when it runs on this machine: the
+    /// parent of the backend that answers a connection.
+    pub async fn server_pid(&self) -> Option<u32> {
+        let client = connect(&self.admin_url).await;
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .ok()?;
+        let backend: i32 = row.get(0);
+        crate::host::server_of_backend(u32::try_from(backend).ok()?)
+    }
+
     /// Creates a database with a name no other test uses.
     pub async fn database(&self) -> Database {
         static N: AtomicU64 = AtomicU64::new(0);
@@ -146,24 +158,6 @@ pub struct Database {
 }
 
 impl Database {
-    /// Runs `sql` (simple query protocol) and returns the first column of every row as text.
-    pub async fn query(&self, sql: &str) -> Vec<Option<String>> {
-        let client = connect(&self.url).await;
-        let messages = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-impl Database {
     /// The event ids and deliveries per event stored in this database, for the benchmark's
     /// durability check (the same query as [`crate::store::stored`] on SQLite).
     pub async fn stored(&self) -> crate::store::Stored {
@@ -183,19 +177,21 @@ impl Database {
         let events = rows.iter().map(|r| r.get(0)).collect();
         crate::store::Stored { events, deliveries }
     }
-}
 
-impl Server {
-    /// The pid of the server process (the postmaster), when it runs on this machine: the
-    /// parent of the backend that answers a connection.
-    pub async fn server_pid(&self) -> Option<u32> {
-        let client = connect(&self.admin_url).await;
-        let row = client
-            .query_one("SELECT pg_backend_pid()", &[])
+    /// Runs `sql` (simple query protocol) and returns the first column of every row as text.
+    pub async fn query(&self, sql: &str) -> Vec<Option<String>> {
+        let client = connect(&self.url).await;
+        let messages = client
+            .simple_query(sql)
             .await
-            .ok()?;
-        let backend: i32 = row.get(0);
-        crate::host::server_of_backend(u32::try_from(backend).ok()?)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .collect()
     }
 }
 

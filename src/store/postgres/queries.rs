@@ -315,12 +315,10 @@ pub(super) struct DoneMark {
     pub now: i64,
 }
 
-/// [`mark_done`] for every one of `marks`, in one statement and one transaction whose commit
-/// does not wait for the WAL flush (`synchronous_commit = off`). A crash of the database can
-/// lose the last of these marks, which only sends those messages again (at least once); the
-/// next event's commit flushes them anyway. This is SQLite's `synchronous = NORMAL` for marks:
-/// lanes post thousands of messages a second, and a statement, a commit and a flush each was
-/// most of the database's work (BENCHMARKS.md).
+/// [`mark_done`] for every one of `marks`, in one statement and one transaction: lanes post
+/// thousands of messages a second, and a statement, a commit and a round trip each was most
+/// of the database's work (BENCHMARKS.md). The commit is durable like any other, so a crash
+/// of the database server keeps SPEC §5's bound on messages sent twice.
 pub(super) async fn marks_done(c: &mut Object, marks: &[DoneMark]) -> Result<(), PgError> {
     let ids: Vec<i64> = marks.iter().map(|m| m.id.0).collect();
     let statuses: Vec<i32> = marks.iter().map(|m| i32::from(m.status)).collect();
@@ -342,13 +340,11 @@ pub(super) async fn marks_done(c: &mut Object, marks: &[DoneMark]) -> Result<(),
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
         [&ids, &statuses, &message_ids, &times];
     // Issued together, both go out in one round trip (tokio-postgres pipelines them).
-    let (relaxed, marked) = tokio::join!(
-        tx.batch_execute(
-            "SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"
-        ),
+    let (custom, marked) = tokio::join!(
+        tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan"),
         tx.execute(&stmt, &params)
     );
-    relaxed?;
+    custom?;
     marked?;
     tx.commit().await
 }
